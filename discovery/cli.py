@@ -1,0 +1,49 @@
+"""The `discovery` command line: argparse front, one module per subcommand in discovery/commands/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from discovery import __version__
+from discovery.errors import DiscoveryError
+
+# Each module defines `register(subparsers)`, which adds its subcommand with `set_defaults(func=...)`.
+# `func(args)` returns the exit code.
+COMMAND_MODULES = [
+    "discovery.commands.losses",
+    "discovery.commands.config_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="discovery",
+        description="Let an LLM discover preference-optimization losses; train them with TRL; keep the best.",
+    )
+    parser.add_argument("--version", action="version", version=f"discovery {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DiscoveryError as exc:
+        print(f"discovery: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("discovery: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `discovery` subcommand; each defines `register(subparsers)`."""

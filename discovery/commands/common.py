@@ -1,0 +1,34 @@
+"""Helpers shared by subcommands: config flags and loading, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from discovery.config import RunConfig, load_config
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="FILE", help="YAML run config")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one config value, e.g. --set train.beta=0.05 (repeatable)",
+    )
+
+
+def config_from_args(args: argparse.Namespace, shortcuts: dict[str, str] | None = None) -> RunConfig:
+    """Load --config, apply short flags (dest -> config key) and then --set overrides."""
+    overrides = []
+    for dest, key in (shortcuts or {}).items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value) if not isinstance(value, str) else value}")
+    overrides.extend(args.overrides or [])
+    return load_config(args.config, overrides)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")

@@ -1,0 +1,282 @@
+"""The typed run config: dataclasses, loadable from YAML, overridable with KEY=VALUE.
+
+Field names follow TRL's `DPOConfig` where the concept is the same (beta, learning_rate, max_length, ...).
+Defaults make `discovery run` work with no file at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from discovery.errors import ConfigError
+
+
+@dataclass
+class TaskConfig:
+    name: str = "synthetic"  # synthetic | hf_dpo | imdb
+    model: str | None = None  # hf_dpo/imdb: hub name or local path of the policy
+    revision: str | None = None
+    dataset: str | None = None  # hf_dpo/imdb: hub name or local path of the preference data
+    dataset_split: str = "train"
+    eval_split: str | None = None
+    max_samples: int | None = None
+    cache_dir: str | None = None  # shared, per-task caches (SFT model, reference log-probs); default ~/.cache
+    sft_dataset: str | None = None  # run an SFT stage first when set
+    options: dict[str, Any] = field(default_factory=dict)  # task-specific extras
+
+
+@dataclass
+class ProposerConfig:
+    backend: str = "llamacpp"  # llamacpp | openai | replay | symbolic
+    model: str = "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.8
+    max_tokens: int = 1024
+    timeout: float = 120.0
+    max_retries: int = 3
+    max_fix_attempts: int = 2
+    context_window: int = 8192
+    top_k: int = 5
+    recent: int = 3
+    failures: int = 3
+    replay_dir: str | None = None
+    n_threads: int | None = None
+    prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [usd per 1M prompt, completion]
+    seed: int = 0
+
+
+@dataclass
+class SandboxConfig:
+    timeout: float = 20.0  # wall-clock seconds for one validation
+    memory_mb: int = 2048
+    cpu_seconds: int = 60
+    max_file_mb: int = 16
+    max_open_files: int = 64
+    train_timeout: float = 600.0  # wall-clock seconds for one training run
+
+
+@dataclass
+class TrainConfig:
+    beta: float = 0.1
+    learning_rate: float = 1e-3
+    max_steps: int = 60
+    num_train_epochs: float = 1.0
+    per_device_train_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    max_length: int = 64
+    lr_scheduler_type: str = "constant"
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    peft: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    threads: int | None = None
+
+
+@dataclass
+class JudgeConfig:
+    model: str = "gpt-4"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 4
+    max_retries: int = 3
+    timeout: float = 120.0
+
+
+@dataclass
+class EvalConfig:
+    seeds: int = 3
+    betas: list[float] = field(default_factory=list)  # beta sweep; empty = the train beta only
+    screen: bool = True  # screen new candidates at low fidelity first
+    screen_seeds: int = 1
+    screen_steps_fraction: float = 0.5
+    promote_fraction: float = 0.34
+    reeval_seeds: int = 5  # fresh seeds before a candidate may be called best
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    mtbench_source: str | None = None  # URL prefix or local directory of the MT-Bench files
+    mtbench_questions: int | None = None
+
+
+@dataclass
+class ExecutorConfig:
+    name: str = "local"  # local | ray
+    workers: int | None = None  # None = best layout for this machine
+    threads_per_worker: int | None = None
+    address: str | None = None  # ray: cluster address; None = local Ray
+    gpus_per_worker: float = 0.0
+
+
+@dataclass
+class BudgetConfig:
+    proposals: int = 20
+    wall_time: float | None = 900.0  # seconds
+    max_cost_usd: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass
+class RunConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    proposer: ProposerConfig = field(default_factory=ProposerConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    run_dir: str | None = None  # None = runs/<timestamp>
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- building from plain data
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _nearest(key: str, options, where: str) -> str:
+    prefix = f"{where}." if where else ""
+    match = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
+    if match:
+        return f"; did you mean '{prefix}{match[0]}'?"
+    return f"; valid keys{' of ' + where if where else ''}: {', '.join(sorted(options))}"
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check (and gently convert) `value` to the annotated type `tp`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of keys, got {type(value).__name__} {value!r}")
+        return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls, data: dict[str, Any], where: str = ""):
+    types_ = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in types_:
+            raise ConfigError(f"unknown config key '{path}'{_nearest(str(key), types_, where)}")
+        kwargs[key] = _coerce(value, types_[key], path)
+    return cls(**kwargs)
+
+
+def from_dict(data: dict[str, Any] | None) -> RunConfig:
+    return _build(RunConfig, data or {})
+
+
+# ---------------------------------------------------------------- files and overrides
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"invalid YAML in {path}{line}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML in {path}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.beta=0.05' -> (['train', 'beta'], 0.05); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects KEY=VALUE, got '{text}'")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set expects KEY=VALUE, got '{text}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node: Any = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set '{'.'.join(path)}': '{part}' is not a section")
+    node[path[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults, then the YAML file, then each KEY=VALUE override, validated together."""
+    data = read_yaml(path) if path else {}
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        _set_path(data, keys, value)
+    return from_dict(data)
+
+
+def to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,1 @@
+"""The inner loop: tasks that train a candidate loss with TRL and score it."""

@@ -1,0 +1,1 @@
+"""Proposers: turn what the archive knows into new candidate losses."""

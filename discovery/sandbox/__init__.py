@@ -1,0 +1,1 @@
+"""The sandbox: static policy, isolated processes, unit checks, fingerprints."""

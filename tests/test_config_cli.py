@@ -1,0 +1,102 @@
+"""The typed config and the CLI's handling of bad input: one line, exit code 2, no traceback."""
+
+import json
+
+import pytest
+from conftest import run_cli
+
+from discovery.config import RunConfig, load_config
+from discovery.errors import ConfigError
+
+
+def test_defaults_need_no_file():
+    config = load_config()
+    assert isinstance(config, RunConfig)
+    assert config.task.name == "synthetic" and config.proposer.backend == "llamacpp"
+    for section in ("task", "proposer", "sandbox", "train", "eval", "executor", "budget"):
+        assert hasattr(config, section)
+    assert config.run_dir is None
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  beta: 0.05\n  learning_rate: 5.0e-7\neval:\n  betas: [0.01, 0.1]\n")
+    config = load_config(path, ["train.beta=0.2", "proposer.model=my-model", "eval.judge.model=gpt-4o"])
+    assert config.train.beta == 0.2
+    assert config.train.learning_rate == 5e-7
+    assert config.eval.betas == [0.01, 0.1]
+    assert config.proposer.model == "my-model"
+    assert config.eval.judge.model == "gpt-4o"
+    assert config.train.max_length == RunConfig().train.max_length  # untouched defaults survive
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.betaa=1", "unknown config key 'train.betaa'; did you mean 'train.beta'?"),
+        ("trian.beta=1", "did you mean 'train'?"),
+        ("train.beta=abc", "train.beta: expected a number"),
+        ("train.max_steps=1.5", "train.max_steps: expected an integer"),
+        ("eval.screen=maybe", "eval.screen: expected true or false"),
+        ("train=3", "train: expected a mapping"),
+        ("nokeyvalue", "--set expects KEY=VALUE"),
+    ],
+)
+def test_bad_overrides_raise_clear_errors(override, message):
+    with pytest.raises(ConfigError, match=message.replace("?", r"\?").replace("(", r"\(")):
+        load_config(None, [override])
+
+
+def test_cli_config_show_resolves_everything(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("budget:\n  proposals: 7\n")
+    out = run_cli("config", "show", "--config", str(path), "--set", "train.beta=0.3", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["budget"]["proposals"] == 7 and data["train"]["beta"] == 0.3
+    assert data["proposer"]["backend"] == "llamacpp"
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "needle"),
+    [
+        (None, ["--set", "train.betaa=1"], "did you mean 'train.beta'?"),
+        (None, ["--set", "train.beta=abc"], "expected a number"),
+        (None, ["--config", "/nonexistent/run.yaml"], "config file not found"),
+        ("train:\n  beta: [1\n", [], "invalid YAML"),
+        ("train:\n  beta: 0.1\n   bad: indent\n", [], "line 3"),
+        ("- just\n- a list\n", [], "top level must be a mapping"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, content, args, needle):
+    if content is not None:
+        path = tmp_path / "bad.yaml"
+        path.write_text(content)
+        args = ["--config", str(path), *args]
+    out = run_cli("config", "show", *args)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("discovery: error:"), out.stderr
+    assert needle in lines[0]
+
+
+def test_version_and_help():
+    from discovery import __version__
+
+    out = run_cli("--version")
+    assert out.returncode == 0 and __version__ in out.stdout
+    out = run_cli("--help")
+    assert out.returncode == 0 and "losses" in out.stdout and "config" in out.stdout
+
+
+def test_losses_command_lists_every_entry():
+    from discovery import library
+
+    table = run_cli("losses")
+    assert table.returncode == 0
+    for name in library.names():
+        assert name in table.stdout
+    data = json.loads(run_cli("losses", "--json").stdout)
+    assert [row["name"] for row in data] == library.names()
+    assert all({"name", "formula", "code", "citation"} <= set(row) for row in data)
