@@ -93,6 +93,9 @@ class JudgeConfig:
     concurrency: int = 4
     max_retries: int = 3
     timeout: float = 120.0
+    max_tokens: int = 2048  # FastChat's judge limit
+    prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [usd per 1M prompt, completion]
+    cache_dir: str | None = None  # judgment cache; default ~/.cache/discovery/mtbench
 
 
 @dataclass
@@ -107,6 +110,8 @@ class EvalConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     mtbench_source: str | None = None  # URL prefix or local directory of the MT-Bench files
     mtbench_questions: int | None = None
+    mtbench_max_new_tokens: int = 1024  # FastChat's answer limit
+    mtbench_backend: str = "auto"  # auto (vLLM when installed, else HF generate) | hf | vllm
 
 
 @dataclass
