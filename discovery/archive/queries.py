@@ -1,0 +1,209 @@
+"""The archive's read API (a mixin of `Archive`): typed records out, never a row or a cursor."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from typing import Any
+
+from discovery.archive import rows
+from discovery.archive.records import (
+    CandidateDetail,
+    CandidateSummary,
+    Evaluation,
+    Event,
+    LLMCallRecord,
+    RunInfo,
+    Usage,
+)
+from discovery.candidate import Candidate, Origin, Status
+from discovery.stats import fitness_of
+
+# Higher fidelities first: a candidate's fitness is measured at the first of these it has results for.
+FIDELITY_ORDER = ("full", "screen")
+
+
+class ArchiveQueries:
+    def _query(self, sql: str, params=()) -> list: ...  # provided by Archive
+
+    # ---------------------------------------------------------------- run
+
+    def run_info(self) -> RunInfo | None:
+        found = self._query("SELECT * FROM run WHERE id = 1")
+        version = self._query("SELECT MAX(version) AS v FROM schema_version")[0]["v"]
+        return rows.run_info_of(found[0], version) if found else None
+
+    def schema_version(self) -> int:
+        return int(self._query("SELECT MAX(version) AS v FROM schema_version")[0]["v"] or 0)
+
+    # ---------------------------------------------------------------- candidates
+
+    def candidate(self, candidate_id: int) -> Candidate:
+        found = self._query("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
+        if not found:
+            from discovery.archive.store import ArchiveError
+
+            raise ArchiveError(f"no candidate with id {candidate_id}")
+        return rows.candidate_of(found[0])
+
+    def candidates(self, status: Status | str | None = None, origin: Origin | str | None = None) -> list[Candidate]:
+        """Candidates in id order (= proposal order), optionally one status / origin."""
+        sql, params = _filter("SELECT * FROM candidates", status=status, origin=origin)
+        return [rows.candidate_of(r) for r in self._query(sql + " ORDER BY id", params)]
+
+    def summaries(self, status: Status | str | None = None, origin: Origin | str | None = None) -> list[CandidateSummary]:
+        """Candidates with their fitness (n, mean, 95% CI) at the highest fidelity reached, in id order."""
+        sql, params = _filter("SELECT * FROM candidates", status=status, origin=origin)
+        found = self._query(sql + " ORDER BY id", params)
+        evals = self._evaluations_by_candidate([r["id"] for r in found])
+        return [_summary(r, evals.get(r["id"], [])) for r in found]
+
+    def summary(self, candidate_id: int) -> CandidateSummary:
+        self.candidate(candidate_id)  # a clear error for an unknown id
+        found = self._query("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
+        return _summary(found[0], self.evaluations(candidate_id))
+
+    def best(self, k: int = 1, include_baselines: bool = True, fidelity: str = "full") -> list[CandidateSummary]:
+        """The top `k` evaluated candidates ranked by the lower 95% confidence bound, then the mean."""
+        ranked = [s for s in self.summaries(status=Status.EVALUATED)
+                  if s.fidelity == fidelity and s.fitness is not None
+                  and (include_baselines or not s.candidate.is_baseline)]
+        ranked.sort(key=lambda s: (s.lcb, s.fitness.mean), reverse=True)
+        return ranked[:k]
+
+    def baseline(self, name: str) -> CandidateSummary | None:
+        """The library baseline `name` (e.g. 'dpo') as evaluated in this run, if it was."""
+        found = self._query("SELECT id FROM candidates WHERE origin = ? AND name = ? ORDER BY id LIMIT 1",
+                            (str(Origin.LIBRARY), name))
+        return self.summary(found[0]["id"]) if found else None
+
+    def detail(self, candidate_id: int) -> CandidateDetail:
+        """One candidate with its evaluations, LLM calls, parents, ancestors, children and duplicates."""
+        summary = self.summary(candidate_id)
+        parents = [self.candidate(p) for p in summary.candidate.parent_ids if self._exists(p)]
+        children = [c for c in self.candidates() if candidate_id in c.parent_ids]
+        duplicates = [rows.candidate_of(r) for r in
+                      self._query("SELECT * FROM candidates WHERE duplicate_of = ? ORDER BY id", (candidate_id,))]
+        return CandidateDetail(
+            summary=summary, evaluations=self.evaluations(candidate_id), llm_calls=self.llm_calls(candidate_id),
+            parents=parents, ancestors=self.ancestors(candidate_id), children=children, duplicates=duplicates,
+            events=self.events(candidate_id=candidate_id),
+        )
+
+    def ancestors(self, candidate_id: int) -> list[Candidate]:
+        seen: set[int] = {candidate_id}
+        out: list[Candidate] = []
+        frontier = list(self.candidate(candidate_id).parent_ids)
+        while frontier:
+            pid = frontier.pop(0)
+            if pid in seen or not self._exists(pid):
+                continue
+            seen.add(pid)
+            parent = self.candidate(pid)
+            out.append(parent)
+            frontier.extend(parent.parent_ids)
+        return out
+
+    def find_original(self, fingerprint: str | None = None, code_hash: str | None = None) -> Candidate | None:
+        """The earliest non-duplicate, valid candidate with this behavioural fingerprint or code hash."""
+        bad = (str(Status.DUPLICATE), str(Status.INVALID))
+        for column, value in (("fingerprint", fingerprint), ("code_hash", code_hash)):
+            if value:
+                found = self._query(f"SELECT * FROM candidates WHERE {column} = ? AND status NOT IN (?, ?)"
+                                    " ORDER BY id LIMIT 1", (value, *bad))
+                if found:
+                    return rows.candidate_of(found[0])
+        return None
+
+    def probe_values(self, candidate_id: int) -> list[float]:
+        found = self._query("SELECT probe_values_json FROM candidates WHERE id = ?", (candidate_id,))
+        return json.loads(found[0]["probe_values_json"]) if found else []
+
+    def stage(self, candidate_id: int) -> str:
+        found = self._query("SELECT stage FROM candidates WHERE id = ?", (candidate_id,))
+        return found[0]["stage"] if found else ""
+
+    def status_counts(self, include_baselines: bool = False) -> dict[str, int]:
+        where = "" if include_baselines else " WHERE origin != 'library'"
+        found = self._query(f"SELECT status, COUNT(*) AS n FROM candidates{where} GROUP BY status")
+        return {str(s): 0 for s in Status} | {r["status"]: r["n"] for r in found}
+
+    def proposal_count(self) -> int:
+        """Proposals stored so far (everything that is not a library baseline)."""
+        return int(self._query("SELECT COUNT(*) AS n FROM candidates WHERE origin != 'library'")[0]["n"])
+
+    def _exists(self, candidate_id: int) -> bool:
+        return bool(self._query("SELECT 1 FROM candidates WHERE id = ?", (candidate_id,)))
+
+    # ---------------------------------------------------------------- evaluations, calls, events
+
+    def evaluations(self, candidate_id: int | None = None, fidelity: str | None = None) -> list[Evaluation]:
+        sql, params = "SELECT * FROM evaluations WHERE 1=1", []
+        if candidate_id is not None:
+            sql, params = sql + " AND candidate_id = ?", [*params, candidate_id]
+        if fidelity is not None:
+            sql, params = sql + " AND fidelity = ?", [*params, fidelity]
+        return [rows.evaluation_of(r) for r in self._query(sql + " ORDER BY id", params)]
+
+    def llm_calls(self, candidate_id: int | None = None) -> list[LLMCallRecord]:
+        if candidate_id is None:
+            found = self._query("SELECT * FROM llm_calls ORDER BY id")
+        else:
+            found = self._query("SELECT * FROM llm_calls WHERE candidate_id = ? ORDER BY id", (candidate_id,))
+        return [rows.llm_call_of(r) for r in found]
+
+    def usage(self) -> Usage:
+        r = self._query("SELECT COUNT(*) AS calls, COALESCE(SUM(prompt_tokens), 0) AS p, "
+                        "COALESCE(SUM(completion_tokens), 0) AS c, COALESCE(SUM(cost_usd), 0) AS usd FROM llm_calls")[0]
+        return Usage(calls=r["calls"], prompt_tokens=r["p"], completion_tokens=r["c"], cost_usd=float(r["usd"]))
+
+    def events(self, since: float | None = None, kind: str | None = None,
+               candidate_id: int | None = None) -> list[Event]:
+        """Events in time order (run start/end, proposals, status changes, evaluations, budget, errors)."""
+        sql, params = "SELECT * FROM events WHERE 1=1", []
+        for column, op, value in (("t", ">", since), ("kind", "=", kind), ("candidate_id", "=", candidate_id)):
+            if value is not None:
+                sql, params = f"{sql} AND {column} {op} ?", [*params, value]
+        return [rows.event_of(r) for r in self._query(sql + " ORDER BY id", params)]
+
+    def _evaluations_by_candidate(self, ids: list[int]) -> dict[int, list[Evaluation]]:
+        out: dict[int, list[Evaluation]] = defaultdict(list)
+        if ids:
+            for e in self.evaluations():
+                out[e.candidate_id].append(e)
+        return out
+
+
+def _filter(sql: str, **columns: Any) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    for column, value in columns.items():
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(str(value))
+    return (sql + (" WHERE " + " AND ".join(clauses) if clauses else "")), params
+
+
+def _summary(row: Any, evals: list[Evaluation]) -> CandidateSummary:
+    candidate = rows.candidate_of(row)
+    failed = sum(1 for e in evals if not e.result.ok)
+    for fidelity in FIDELITY_ORDER:
+        values = [e.result.fitness for e in evals
+                  if e.result.fidelity == fidelity and e.result.ok and e.result.fitness is not None
+                  and math.isfinite(e.result.fitness)]
+        if values:
+            candidate.fitness = fitness_of(values)
+            candidate.metrics = _mean_metrics([e for e in evals if e.result.fidelity == fidelity and e.result.ok])
+            return CandidateSummary(candidate, row["stage"], fidelity, candidate.fitness, failed)
+    return CandidateSummary(candidate, row["stage"], None, None, failed)
+
+
+def _mean_metrics(evals: list[Evaluation]) -> dict[str, float]:
+    """Per-metric mean over the evaluations (numeric metrics only)."""
+    sums: dict[str, list[float]] = defaultdict(list)
+    for e in evals:
+        for key, value in e.result.metrics.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                sums[key].append(float(value))
+    return {k: sum(v) / len(v) for k, v in sums.items()}
+
