@@ -30,6 +30,11 @@ class TaskConfig:
     max_samples: int | None = None
     cache_dir: str | None = None  # shared, per-task caches (SFT model, reference log-probs); default ~/.cache
     sft_dataset: str | None = None  # run an SFT stage first when set
+    sft_split: str = "train"
+    sft_eval_split: str | None = None  # held-out SFT loss and mean_token_accuracy when set
+    sft_learning_rate: float = 2e-5
+    sft_max_steps: int = -1  # -1 = sft_num_train_epochs
+    sft_num_train_epochs: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)  # task-specific extras
 
 
