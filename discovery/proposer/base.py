@@ -1,0 +1,129 @@
+"""The proposer interface and the records it hands back: Proposal, Attempt, LLMCall."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from discovery.candidate import Candidate
+from discovery.errors import DiscoveryError
+from discovery.inner_loop.task import TaskInfo
+
+
+class ValidationReportLike(Protocol):
+    """What the proposer needs from `discovery.sandbox.ValidationReport`."""
+
+    valid: bool
+    fingerprint: str | None
+
+    def summary(self) -> str: ...
+
+
+Validator = Callable[[str], ValidationReportLike]
+
+
+class ProposerError(DiscoveryError):
+    """The proposer cannot go on (endpoint unreachable after retries, no model, ...)."""
+
+
+@dataclass
+class ProposalContext:
+    """What the archive knows, already ranked and bounded by the caller (see proposer.context)."""
+
+    task: TaskInfo
+    top: list[Candidate] = field(default_factory=list)
+    recent: list[Candidate] = field(default_factory=list)
+    failures: list[Candidate] = field(default_factory=list)
+    baselines: list[Candidate] = field(default_factory=list)
+    generation: int = 0
+    parents: list[Candidate] = field(default_factory=list)
+
+    def known(self) -> list[Candidate]:
+        return [*self.top, *self.recent, *self.failures, *self.baselines, *self.parents]
+
+
+@dataclass
+class LLMCall:
+    """One completed chat-completion request, for accounting and the archive."""
+
+    model: str
+    prompt_hash: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cost_usd: float
+    verdict: str = ""  # "valid" | "invalid" | "unparseable" | "truncated"
+    reply: str = ""
+    finish_reason: str = ""
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Attempt:
+    """One try at producing a valid loss: the first proposal or a fix-up."""
+
+    index: int  # 0 = proposal, 1.. = fix attempts
+    kind: str  # "propose" | "fix" | "replay" | "symbolic"
+    prompt_hash: str
+    reply: str
+    verdict: str  # "valid" | "invalid" | "unparseable" | "truncated"
+    reason: str = ""
+    name: str = ""
+    code: str = ""
+    thought: str = ""
+    call: LLMCall | None = None
+    fingerprint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Proposal:
+    """A candidate (status PROPOSED when it passed the validator, INVALID with a reason otherwise)."""
+
+    candidate: Candidate
+    calls: list[LLMCall] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    report: Any = None  # the validator's report of the final code, when there was code to check
+
+    @property
+    def valid(self) -> bool:
+        return self.report is not None and bool(self.report.valid)
+
+
+def prompt_hash(messages: list[dict[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Proposer(ABC):
+    """Turns a ProposalContext into one validated (or rejected-with-reason) candidate."""
+
+    name: str = ""
+
+    @abstractmethod
+    def propose(self, context: ProposalContext) -> Proposal: ...
+
+    def stop_reason(self) -> str | None:
+        """Why no new proposal should be started (budget cap reached, replay list done), or None."""
+        return None
+
+    def close(self) -> None:
+        """Release resources (the embedded llama.cpp server)."""
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

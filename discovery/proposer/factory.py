@@ -1,0 +1,70 @@
+"""Build the configured proposer: `make_proposer(config, validator)`."""
+
+from __future__ import annotations
+
+import os
+
+from discovery.config import RunConfig
+from discovery.proposer.accounting import Ledger, PriceTable
+from discovery.proposer.base import Proposer, ProposerError, Validator
+from discovery.proposer.client import ChatClient
+from discovery.proposer.llm import LLMProposer
+
+BACKENDS = ("llamacpp", "openai", "replay", "symbolic")
+
+
+def make_proposer(config: RunConfig, validator: Validator) -> Proposer:
+    p = config.proposer
+    if p.backend == "replay":
+        from discovery.proposer.replay import ReplayProposer
+
+        return ReplayProposer(p.replay_dir, validator)
+    if p.backend == "symbolic":
+        from discovery.proposer.symbolic import SymbolicProposer
+
+        return SymbolicProposer(validator, seed=p.seed, max_tries=1 + p.max_fix_attempts)
+    ledger = Ledger(config.budget.max_cost_usd, config.budget.max_tokens)
+    if p.backend == "openai":
+        client = _client(config, p.base_url, os.environ.get(p.api_key_env, ""), p.model, p.response_format)
+        return LLMProposer(client, validator, p, ledger, PriceTable.build(p.prices), name="openai")
+    if p.backend == "llamacpp":
+        return _llamacpp(config, validator, ledger)
+    raise ProposerError(f"unknown proposer.backend '{p.backend}'; available: {', '.join(BACKENDS)}")
+
+
+def _client(config: RunConfig, base_url: str | None, key: str, model: str, response_format: str) -> ChatClient:
+    p = config.proposer
+    return ChatClient(base_url, key, model, timeout=p.timeout, max_retries=p.max_retries,
+                      temperature=p.temperature, max_tokens=p.max_tokens, response_format=response_format,
+                      seed=p.seed)
+
+
+class LlamaCppProposer(LLMProposer):
+    """The LLM proposer talking to its own embedded llama.cpp server; `close()` stops the server."""
+
+    def __init__(self, server, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.server = server
+
+    def close(self) -> None:
+        super().close()
+        self.server.close()
+
+
+def _llamacpp(config: RunConfig, validator: Validator, ledger: Ledger) -> Proposer:
+    from discovery.proposer.llamacpp_server import LlamaCppServer, ensure_llama_cpp, resolve_model
+
+    p = config.proposer
+    ensure_llama_cpp()
+    path = resolve_model(p.model)
+    server = LlamaCppServer(path, n_ctx=p.context_window, n_threads=p.n_threads, seed=p.seed,
+                            start_timeout=max(p.timeout, 60.0))
+    try:
+        # llama-cpp-python's server takes JSON mode with a schema ("json_object"), not "json_schema"
+        fmt = "json_object" if p.response_format == "auto" else p.response_format
+        client = _client(config, server.base_url, "", p.model, fmt)
+        return LlamaCppProposer(server, client, validator, p, ledger, PriceTable.build(p.prices, local=True),
+                                name="llamacpp")
+    except BaseException:
+        server.close()
+        raise

@@ -1,0 +1,128 @@
+"""The LLM proposer: render the prompt, ask, extract, validate, and repair with the validator's error."""
+
+from __future__ import annotations
+
+from discovery import contract
+from discovery.candidate import Candidate, Origin, Status
+from discovery.config import ProposerConfig
+from discovery.proposer import context as ctx
+from discovery.proposer import templates
+from discovery.proposer.accounting import Ledger, PriceTable
+from discovery.proposer.base import (
+    Attempt,
+    LLMCall,
+    Proposal,
+    ProposalContext,
+    Proposer,
+    ProposerError,
+    Validator,
+    prompt_hash,
+)
+from discovery.proposer.client import ChatClient, ChatReply, estimate_tokens
+from discovery.proposer.extract import extract
+
+_ANSWER_MARGIN = 128  # tokens kept free beyond max_tokens for chat-template overhead
+
+
+class LLMProposer(Proposer):
+    """Any chat model behind the OpenAI API; fix-up attempts are free of the training budget."""
+
+    def __init__(self, client: ChatClient, validator: Validator, config: ProposerConfig, ledger: Ledger,
+                 prices: PriceTable, name: str = "openai"):
+        self.client = client
+        self.validator = validator
+        self.config = config
+        self.ledger = ledger
+        self.prices = prices
+        self.name = name
+
+    # ------------------------------------------------------------------ prompts
+
+    def system_prompt(self, task) -> str:
+        return templates.render("system", contract=contract.DESCRIPTION, example=contract.EXAMPLE,
+                                task_description=task.description, fitness_description=task.fitness_description,
+                                beta=task.beta)
+
+    def propose_prompt(self, context: ProposalContext, system: str) -> str:
+        budget = self.config.context_window - self.config.max_tokens - _ANSWER_MARGIN - estimate_tokens(system)
+
+        def render(shown: dict) -> str:
+            return templates.render("propose", generation=context.generation, **shown)
+
+        shown = ctx.fit(ctx.entries(context), lambda s: estimate_tokens(render(s)), budget)
+        return render(shown)
+
+    def fix_prompt(self, attempt: Attempt) -> str:
+        return templates.render("fix", loss_name=attempt.name, code=attempt.code.strip(), reason=attempt.reason,
+                                params=contract.PARAMS)
+
+    # ------------------------------------------------------------------ the loop
+
+    def propose(self, context: ProposalContext) -> Proposal:
+        system = {"role": "system", "content": self.system_prompt(context.task)}
+        messages = [system, {"role": "user", "content": self.propose_prompt(context, system["content"])}]
+        attempts: list[Attempt] = []
+        calls: list[LLMCall] = []
+        report = None
+        for index in range(1 + max(0, self.config.max_fix_attempts)):
+            if index and self.ledger.exceeded():
+                break
+            try:
+                reply = self.client.complete(messages)
+            except ProposerError as exc:
+                exc.attempts = attempts  # type: ignore[attr-defined]
+                raise
+            attempt, report = self._judge(index, messages, reply)
+            calls.append(attempt.call)
+            attempts.append(attempt)
+            if attempt.verdict == "valid":
+                break
+            messages = [system, {"role": "user", "content": self.fix_prompt(attempt)}]
+        return Proposal(candidate=self._candidate(context, attempts, report), calls=calls, attempts=attempts,
+                        report=report)
+
+    def _judge(self, index: int, messages, reply: ChatReply):
+        found = extract(reply.text)
+        report = None
+        if not found.ok and reply.finish_reason == "length":
+            verdict = "truncated"
+            reason = (f"the answer was cut off at max_tokens={self.config.max_tokens} before it was complete; "
+                      "answer with shorter thought and code")
+        elif not found.ok:
+            verdict, reason = "unparseable", found.reason
+        else:
+            report = self.validator(found.code)
+            verdict = "valid" if report.valid else "invalid"
+            reason = "" if report.valid else report.summary()
+        phash = prompt_hash(messages)
+        call = LLMCall(model=self.config.model, prompt_hash=phash, prompt_tokens=reply.prompt_tokens,
+                       completion_tokens=reply.completion_tokens, latency_s=reply.latency_s,
+                       cost_usd=self.prices.cost(self.config.model, reply.prompt_tokens, reply.completion_tokens),
+                       verdict=verdict, reply=reply.text, finish_reason=reply.finish_reason)
+        self.ledger.record(call)
+        attempt = Attempt(index=index, kind="fix" if index else "propose", prompt_hash=phash, reply=reply.text,
+                          verdict=verdict, reason=reason, name=found.name, code=found.code, thought=found.thought,
+                          call=call, fingerprint=getattr(report, "fingerprint", None))
+        return attempt, report
+
+    def _candidate(self, context: ProposalContext, attempts: list[Attempt], report) -> Candidate:
+        last = attempts[-1]
+        with_code = next((a for a in reversed(attempts) if a.code), last)
+        valid = last.verdict == "valid"
+        if not valid and not last.reason:
+            last.reason = "the budget cap stopped the fix-up loop"
+        final_report = report if with_code is last else None
+        return Candidate(
+            name=with_code.name or "unnamed", code=with_code.code, thought=with_code.thought, origin=Origin.LLM,
+            parent_ids=tuple(c.id for c in context.parents if c.id is not None), generation=context.generation,
+            proposer=self.name, model=self.config.model, status=Status.PROPOSED if valid else Status.INVALID,
+            reason="" if valid else ctx.one_line(f"after {len(attempts)} attempt(s): {last.reason}", 500),
+            fingerprint=getattr(final_report, "fingerprint", None), sympy=getattr(final_report, "sympy", None),
+            latex=getattr(final_report, "latex", None), diagnostics=dict(getattr(final_report, "diagnostics", {}) or {}),
+        )
+
+    def stop_reason(self) -> str | None:
+        return self.ledger.exceeded()
+
+    def close(self) -> None:
+        self.client.close()
