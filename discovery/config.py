@@ -54,7 +54,8 @@ class ProposerConfig:
     recent: int = 3
     failures: int = 3
     replay_dir: str | None = None
-    n_threads: int | None = None
+    response_format: str = "auto"  # auto | json_schema | json_object | text (structured output where supported)
+    n_threads: int | None = None  # llamacpp: threads of the embedded server
     prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [usd per 1M prompt, completion]
     seed: int = 0
 
