@@ -113,6 +113,8 @@ class EvalConfig:
     screen_steps_fraction: float = 0.5
     promote_fraction: float = 0.34
     reeval_seeds: int = 5  # fresh seeds before a candidate may be called best
+    # library losses evaluated in the same harness at the start of every run (cached per task config)
+    baselines: list[str] = field(default_factory=lambda: ["dpo", "slic", "ipo", "lrml"])
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     mtbench_source: str | None = None  # URL prefix or local directory of the MT-Bench files
     mtbench_questions: int | None = None

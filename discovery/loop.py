@@ -1,0 +1,353 @@
+"""The discovery loop: wires selection -> proposer (with sandbox fix-up) -> dedup -> executor -> archive.
+
+One thread owns the archive and all decisions; proposals run in a small thread pool (LLM calls block)
+and evaluations in the executor's isolated workers. Every decision is written to the archive before
+the next one, so a resumed run (`Archive` + this loop on the same run dir) continues where it stopped:
+stored proposals are not bought again, evaluations that were in flight are queued again, finished
+ones are kept (the multi-fidelity plan is recomputed and only missing jobs run).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from discovery import library
+from discovery.archive import Archive, CandidateSummary, Usage
+from discovery.archive.baseline_cache import BaselineCache
+from discovery.candidate import Candidate, EvalResult, Origin, Status
+from discovery.config import RunConfig
+from discovery.executors import Executor
+from discovery.executors.plan import FULL, REEVAL, SCREEN, Job, baseline_jobs, first_stage, stage_jobs
+from discovery.inner_loop.task import TaskInfo
+from discovery.proposer.base import Proposal, Proposer
+from discovery.selection import SelectionStrategy, rank_key
+
+log = logging.getLogger("discovery.loop")
+ACTIVE = (Status.QUEUED, Status.TRAINING)
+
+
+@dataclass
+class Snapshot:
+    """What the live progress display shows."""
+
+    phase: str
+    elapsed: float
+    eta: float | None
+    baselines_done: int
+    baselines_total: int
+    generation: int
+    proposing: int
+    in_flight: list[tuple[int, str, str, int, int]]  # (id, name, stage, jobs done, jobs of the stage)
+    best: CandidateSummary | None
+    dpo: CandidateSummary | None
+    counts: dict[str, int]
+    usage: Usage
+    stop_reason: str = ""
+
+
+@dataclass
+class LoopResult:
+    stop_reason: str
+    best: CandidateSummary | None
+    dpo: CandidateSummary | None
+    counts: dict[str, int]
+    usage: Usage
+    elapsed: float
+    unfinished: list[int] = field(default_factory=list)
+    error: str = ""
+
+
+class DiscoveryLoop:
+    def __init__(self, config: RunConfig, archive: Archive, task: TaskInfo, proposer: Proposer,
+                 executor: Executor, selection: SelectionStrategy, cache: BaselineCache | None = None,
+                 observer=None):
+        self.config, self.archive, self.task, self.proposer = config, archive, task, proposer
+        self.executor, self.selection, self.cache, self.observer = executor, selection, cache, observer
+        self.pending: deque[Job] = deque()
+        self.running: dict[Future, Job] = {}
+        self.proposing: dict[Future, int] = {}
+        self.stage_total: dict[int, int] = {}
+        self.remaining: dict[int, set] = {}
+        self.baseline_ids: set[int] = set()
+        self.stop_reason = ""
+        self.error = ""
+        self.started = time.monotonic()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, executor.workers), thread_name_prefix="propose")
+
+    # ---------------------------------------------------------------- driving
+
+    def run(self) -> LoopResult:
+        self._seed_baselines()
+        self._requeue_unfinished()
+        try:
+            while True:
+                self._check_budget()
+                self._start_proposals()
+                self._dispatch_jobs()
+                if not (self.running or self.proposing or self.pending) and self._cannot_propose():
+                    break
+                self._wait()
+                self._notify()
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        reason = self.stop_reason or self._proposal_blocker() or "done"
+        self.archive.end_run(reason)
+        self._notify()
+        return self._result(reason)
+
+    def _wait(self) -> None:
+        futures = [*self.running, *self.proposing]
+        if not futures:
+            return
+        done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+        for future in done:
+            if future in self.running:
+                self._job_done(self.running.pop(future), future)
+            else:
+                self.proposing.pop(future)
+                self._proposal_done(future)
+
+    # ---------------------------------------------------------------- baselines
+
+    def _seed_baselines(self) -> None:
+        stored = {c.name: c for c in self.archive.candidates(origin=Origin.LIBRARY)}
+        for name in self.config.eval.baselines:
+            loss = library.get(name)
+            if name in stored:
+                cid = stored[name].id
+            else:
+                cid = self.archive.add_candidate(Candidate(
+                    name=name, code=loss.code, thought=loss.description, origin=Origin.LIBRARY, proposer="library",
+                    status=Status.QUEUED, latex=loss.latex), stage="baseline")
+            self.baseline_ids.add(cid)
+            if self.archive.candidate(cid).status in ACTIVE:
+                self._enter_stage(cid, "baseline")
+
+    def _requeue_unfinished(self) -> None:
+        for c in self.archive.candidates():
+            if c.status in ACTIVE and c.id not in self.remaining and c.origin != Origin.LIBRARY:
+                self._enter_stage(c.id, self.archive.stage(c.id) or first_stage(self.config))
+                self._log(f"resume: re-queued #{c.id} {c.name} at stage {self.archive.stage(c.id)}")
+
+    # ---------------------------------------------------------------- proposals
+
+    def _cannot_propose(self) -> bool:
+        return self._proposal_blocker() is not None
+
+    def _proposal_blocker(self) -> str | None:
+        if self.stop_reason:
+            return self.stop_reason
+        reason = self.proposer.stop_reason()
+        if reason:
+            return reason
+        if self.archive.proposal_count() + len(self.proposing) >= self.config.budget.proposals:
+            return f"proposal budget of {self.config.budget.proposals} used"
+        return None
+
+    def _start_proposals(self) -> None:
+        if any(j.candidate_id in self.baseline_ids for j in [*self.pending, *self.running.values()]):
+            return  # the first context needs the baselines' fitness
+        free = self.executor.workers - len(self.running)
+        while len(self.proposing) < max(1, free) and self._proposal_blocker() is None:
+            generation = self.archive.proposal_count() + len(self.proposing) + 1
+            context = self.selection.select(self.archive, self.task, generation)
+            self.proposing[self._pool.submit(self.proposer.propose, context)] = generation
+            self._log(f"proposing #{generation}")
+
+    def _proposal_done(self, future: Future) -> None:
+        try:
+            proposal: Proposal = future.result()
+        except Exception as exc:  # the proposer cannot go on (endpoint down, budget cap, ...)
+            self.error = f"proposer: {exc}"
+            self.stop_reason = self.stop_reason or self.error
+            self.archive.log_event("error", self.error)
+            self._log(self.error)
+            return
+        self._store_proposal(proposal)
+
+    def _store_proposal(self, proposal: Proposal) -> None:
+        c = proposal.candidate
+        if c.origin == Origin.REPLAY and self._already_replayed(c):
+            return
+        report = proposal.report
+        probes = list(getattr(report, "probe_values", None) or [])
+        if c.status != Status.INVALID:
+            original = self.archive.find_original(fingerprint=c.fingerprint, code_hash=c.code_hash)
+            if original is not None:
+                c.status, c.duplicate_of = Status.DUPLICATE, original.id
+                c.reason = f"behaves like #{original.id} {original.name} (fingerprint {c.fingerprint})"
+            else:
+                c.status = Status.QUEUED
+        stage = first_stage(self.config) if c.status == Status.QUEUED else ""
+        cid = self.archive.add_candidate(c, calls=proposal.calls, probe_values=probes, stage=stage)
+        self._log(f"stored #{cid} {c.name}: {c.status}" + (f" ({c.reason})" if c.reason else ""))
+        if c.status == Status.QUEUED:
+            self._enter_stage(cid, stage)
+
+    def _already_replayed(self, c: Candidate) -> bool:
+        """A resumed replay starts its list again; files already stored were proposed before the stop."""
+        return any(o.name == c.name and o.code_hash == c.code_hash
+                   for o in self.archive.candidates(origin=Origin.REPLAY))
+
+    # ---------------------------------------------------------------- evaluation stages
+
+    def _enter_stage(self, cid: int, stage: str) -> None:
+        jobs = baseline_jobs(self.config, cid) if stage == "baseline" else stage_jobs(self.config, cid, stage)
+        have = {self._key(e.result.seed, e.result.fidelity, e.result.beta) for e in self.archive.evaluations(cid)}
+        missing = [j for j in jobs if self._job_key(j) not in have]
+        if stage == "baseline" and self.cache is not None:
+            code = self.archive.candidate(cid).code
+            for job in list(missing):
+                hit = self.cache.get(code, job.seed, job.fidelity.name, self._beta(job))
+                if hit is not None:
+                    self.archive.add_evaluation(cid, hit)
+                    missing.remove(job)
+        if self.archive.stage(cid) != stage:
+            self.archive.transition(cid, self.archive.candidate(cid).status, stage=stage)
+        self.stage_total[cid] = len(jobs)
+        self.remaining[cid] = {self._job_key(j) for j in missing}
+        if not missing:
+            self._finish_stage(cid, stage)
+        else:
+            self.pending.extend(missing)
+
+    def _dispatch_jobs(self) -> None:
+        if self.stop_reason.startswith("wall time"):
+            self.pending.clear()
+        while self.pending and len(self.running) < self.executor.workers:
+            job = self.pending.popleft()
+            if self.archive.candidate(job.candidate_id).status == Status.QUEUED:
+                self.archive.transition(job.candidate_id, Status.TRAINING)
+            future = self.executor.submit(job.candidate_id, self._code(job.candidate_id), job.seed, job.fidelity)
+            self.running[future] = job
+
+    def _job_done(self, job: Job, future: Future) -> None:
+        try:
+            result: EvalResult = future.result()
+        except Exception as exc:  # the executor itself failed (not the candidate): retry on resume
+            self._log(f"evaluation of #{job.candidate_id} seed {job.seed} lost: {exc}")
+            return
+        cid = job.candidate_id
+        self.archive.add_evaluation(cid, result)
+        if cid in self.baseline_ids and self.cache is not None:
+            self.cache.put(self._code(cid), result, self._beta(job))
+        self.remaining[cid].discard(self._job_key(job))
+        if not self.remaining[cid]:
+            self._finish_stage(cid, self.archive.stage(cid))
+
+    def _finish_stage(self, cid: int, stage: str) -> None:
+        self.remaining.pop(cid, None)
+        failed = [e.result for e in self.archive.evaluations(cid) if not e.result.ok]
+        if failed:
+            reason = f"{failed[0].fidelity} seed {failed[0].seed}: {failed[0].reason or 'no fitness'}"
+            self.archive.transition(cid, Status.FAILED, reason, stage=stage)
+            return
+        if stage == SCREEN and not self._promoted(cid):
+            self.archive.transition(cid, Status.EVALUATED, "screened; not in the top fraction", stage=stage)
+        elif stage == SCREEN:
+            self._enter_stage(cid, FULL)
+        elif stage == FULL and self.config.eval.reeval_seeds > 0 and self._may_be_best(cid):
+            self._enter_stage(cid, REEVAL)
+        else:
+            self.archive.transition(cid, Status.EVALUATED, stage=stage)
+
+    def _promoted(self, cid: int) -> bool:
+        """In the top `eval.promote_fraction` of everything screened so far (baselines included)."""
+        by_cand: dict[int, list[float]] = {}
+        for e in self.archive.evaluations(fidelity=SCREEN):
+            if e.result.ok and e.result.fitness is not None:
+                by_cand.setdefault(e.candidate_id, []).append(e.result.fitness)
+        means = {k: sum(v) / len(v) for k, v in by_cand.items()}
+        if cid not in means:
+            return False
+        rank = sorted(means.values(), reverse=True).index(means[cid])
+        return rank < max(1, math.ceil(self.config.eval.promote_fraction * len(means)))
+
+    def _may_be_best(self, cid: int) -> bool:
+        best = self.best()
+        mine = self.archive.summary(cid)
+        return best is None or (mine.fitness is not None and mine.fitness.mean > best.fitness.mean)
+
+    def best(self) -> CandidateSummary | None:
+        """The best candidate that may be called best: baselines and re-evaluated proposals, by LCB."""
+        needs = REEVAL if self.config.eval.reeval_seeds > 0 else FULL
+        eligible = [s for s in self.archive.summaries(status=Status.EVALUATED)
+                    if s.fidelity == FULL and (s.candidate.is_baseline or s.stage == needs)]
+        return max(eligible, key=rank_key, default=None)
+
+    # ---------------------------------------------------------------- budget, helpers, progress
+
+    def _check_budget(self) -> None:
+        if self.stop_reason:
+            return
+        b = self.config.budget
+        usage = self.archive.usage()
+        if b.wall_time is not None and time.monotonic() - self.started >= b.wall_time:
+            self.stop_reason = f"wall time of {b.wall_time:.0f}s used"
+        elif b.max_cost_usd is not None and usage.cost_usd >= b.max_cost_usd:
+            self.stop_reason = f"cost cap of ${b.max_cost_usd:.2f} reached"
+        elif b.max_tokens is not None and usage.tokens >= b.max_tokens:
+            self.stop_reason = f"token cap of {b.max_tokens} reached"
+        if self.stop_reason:
+            self.archive.log_event("budget", self.stop_reason)
+            self._log(self.stop_reason)
+
+    def _beta(self, job: Job) -> float:
+        return self.config.train.beta if job.fidelity.beta is None else job.fidelity.beta
+
+    def _job_key(self, job: Job) -> tuple:
+        return self._key(job.seed, job.fidelity.name, self._beta(job))
+
+    def _key(self, seed: int, fidelity: str, beta: float | None) -> tuple:
+        beta = self.config.train.beta if beta is None else beta
+        return (int(seed), fidelity, round(float(beta), 9))
+
+    def _code(self, cid: int) -> str:
+        return self.archive.candidate(cid).code
+
+    def _log(self, message: str) -> None:
+        log.info(message)
+        if self.observer is not None:
+            self.observer.log(message)
+
+    def snapshot(self) -> Snapshot:
+        in_flight = []
+        for cid, left in self.remaining.items():
+            c = self.archive.candidate(cid)
+            total = self.stage_total.get(cid, 0)
+            in_flight.append((cid, c.name, self.archive.stage(cid), total - len(left), total))
+        base_done = sum(1 for b in self.baseline_ids if b not in self.remaining)
+        return Snapshot(
+            phase="baselines" if base_done < len(self.baseline_ids) else ("stopping" if self.stop_reason
+                                                                            else "discovery"),
+            elapsed=time.monotonic() - self.started, eta=self._eta(), baselines_done=base_done,
+            baselines_total=len(self.baseline_ids), generation=self.archive.proposal_count(),
+            proposing=len(self.proposing), in_flight=in_flight, best=self.best(),
+            dpo=self.archive.baseline("dpo"), counts=self.archive.status_counts(), usage=self.archive.usage(),
+            stop_reason=self.stop_reason)
+
+    def _eta(self) -> float | None:
+        elapsed = time.monotonic() - self.started
+        wall = self.config.budget.wall_time
+        left_wall = max(0.0, wall - elapsed) if wall is not None else None
+        done = self.archive.proposal_count()
+        if done:
+            per = elapsed / done
+            left = per * max(0, self.config.budget.proposals - done)
+            return left if left_wall is None else min(left, left_wall)
+        return left_wall
+
+    def _notify(self) -> None:
+        if self.observer is not None:
+            self.observer.update(self.snapshot())
+
+    def _result(self, reason: str) -> LoopResult:
+        unfinished = [c.id for c in self.archive.candidates() if c.status in ACTIVE]
+        return LoopResult(stop_reason=reason, best=self.best(), dpo=self.archive.baseline("dpo"),
+                          counts=self.archive.status_counts(), usage=self.archive.usage(),
+                          elapsed=time.monotonic() - self.started, unfinished=unfinished, error=self.error)

@@ -1,0 +1,61 @@
+"""Selection strategies: which archived candidates the proposer sees as context and parents.
+
+A strategy reads the archive's typed read API (never SQL) and returns a `ProposalContext`.
+The default, `TopKRecent`, shows the top-k by the lower 95% confidence bound of fitness, the most
+recent evaluated proposals, the latest failures with their reasons, and the baselines; the parents
+are the best few.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+from discovery.archive import Archive, CandidateSummary
+from discovery.candidate import Candidate, Status
+from discovery.config import RunConfig
+from discovery.inner_loop.task import TaskInfo
+from discovery.proposer.base import ProposalContext
+
+
+def rank_key(s: CandidateSummary) -> tuple[int, float, float]:
+    """Higher is better: full fidelity before screen-only, then lower confidence bound, then mean."""
+    level = {"full": 2, "screen": 1}.get(s.fidelity or "", 0)
+    mean = s.fitness.mean if s.fitness and math.isfinite(s.fitness.mean) else -math.inf
+    return (level, s.lcb, mean)
+
+
+class SelectionStrategy(ABC):
+    name: str = ""
+
+    @abstractmethod
+    def select(self, archive: Archive, task: TaskInfo, generation: int) -> ProposalContext: ...
+
+
+class TopKRecent(SelectionStrategy):
+    """Top-k by lower confidence bound + the most recent + the latest failures + baselines."""
+
+    name = "topk_recent"
+
+    def __init__(self, top_k: int = 5, recent: int = 3, failures: int = 3, parents: int = 2):
+        self.top_k, self.recent, self.failures, self.parents = top_k, recent, failures, parents
+
+    def select(self, archive: Archive, task: TaskInfo, generation: int) -> ProposalContext:
+        everything = archive.summaries()
+        scored = [s for s in everything if s.fitness is not None]
+        baselines = sorted((s for s in scored if s.candidate.is_baseline), key=rank_key, reverse=True)
+        found = sorted((s for s in scored if not s.candidate.is_baseline), key=rank_key, reverse=True)
+        top = [s.candidate for s in found[: self.top_k]]
+        top_ids = {c.id for c in top}
+        proposals = [s.candidate for s in reversed(everything) if not s.candidate.is_baseline]
+        recent = [c for c in proposals if c.status == Status.EVALUATED and c.id not in top_ids][: self.recent]
+        failures = [c for c in proposals if c.status in (Status.INVALID, Status.FAILED)][: self.failures]
+        parents: list[Candidate] = top[: self.parents]
+        return ProposalContext(task=task, top=top, recent=recent, failures=failures,
+                               baselines=[s.candidate for s in baselines], generation=generation, parents=parents)
+
+
+def make_selection(config: RunConfig) -> SelectionStrategy:
+    p = config.proposer
+    return TopKRecent(top_k=p.top_k, recent=p.recent, failures=p.failures)
+
