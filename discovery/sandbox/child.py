@@ -1,0 +1,162 @@
+"""Inside a forked child: harden the process (fds, env, scratch dir, rlimits, seccomp), run one job, report."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import os
+import resource
+import signal
+import sys
+import tempfile
+import traceback
+
+from discovery.sandbox import env as sandbox_env
+from discovery.sandbox import wire
+
+MB = 1024 * 1024
+CLONE_THREAD = 0x00010000
+DENIED_SYSCALLS = (
+    "execve", "execveat", "fork", "vfork", "socket", "socketpair", "ptrace", "process_vm_readv",
+    "process_vm_writev", "mount", "umount2", "unshare", "setns", "chroot", "pivot_root", "bpf",
+    "perf_event_open", "keyctl", "add_key", "request_key", "init_module", "finit_module", "delete_module",
+    "kexec_load", "reboot", "swapon", "swapoff", "userfaultfd", "io_uring_setup", "mknod", "mknodat",
+)
+BLOCKED_ERRNOS = (errno.EPERM, errno.EACCES, errno.EROFS)
+
+
+def redirect_stdio(scratch: str) -> None:
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    log = os.open(os.path.join(scratch, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+
+
+def close_other_fds(keep: int) -> None:
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 1 << 16)
+
+
+def enter_scratch(scratch: str) -> None:
+    os.chdir(scratch)
+    clean = sandbox_env.scrubbed(os.environ)
+    clean.update(HOME=scratch, TMPDIR=scratch, TMP=scratch, TEMP=scratch)
+    os.environ.clear()
+    os.environ.update(clean)
+    tempfile.tempdir = scratch
+
+
+def address_space_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[0]) * resource.getpagesize()
+
+
+def set_rlimits(limits: dict) -> None:
+    def cap(which, soft, hard=None):
+        resource.setrlimit(which, (soft, soft if hard is None else hard))
+
+    cap(resource.RLIMIT_CORE, 0)
+    cpu = max(1, int(limits["cpu_seconds"]))
+    cap(resource.RLIMIT_CPU, cpu, cpu + 1)
+    cap(resource.RLIMIT_FSIZE, int(limits["file_mb"] * MB))
+    cap(resource.RLIMIT_NOFILE, int(limits["open_files"]))
+    try:
+        base = address_space_bytes()
+    except OSError:
+        base = 0
+    cap(resource.RLIMIT_AS, base + int(limits["memory_mb"] * MB))
+
+
+def load_seccomp() -> bool:
+    """Deny exec, fork (clone without CLONE_THREAD), sockets and kernel-admin calls; threads still work."""
+    try:
+        import pyseccomp as sc
+    except Exception:
+        return False
+    try:
+        filt = sc.SyscallFilter(defaction=sc.ALLOW)
+        for name in DENIED_SYSCALLS:
+            try:
+                filt.add_rule(sc.ERRNO(errno.EPERM), name)
+            except Exception:
+                continue  # syscall absent on this architecture
+        filt.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
+        try:
+            filt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # glibc falls back to clone() for threads
+        except Exception:
+            pass
+        filt.load()
+    except Exception:
+        return False
+    return True
+
+
+def harden(result_fd: int, scratch: str, limits: dict) -> list[str]:
+    """Apply every layer this host supports; returns the names of those in force."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails with EFBIG instead
+    redirect_stdio(scratch)
+    close_other_fds(result_fd)
+    enter_scratch(scratch)
+    layers = ["env-scrub", "scratch-dir", "wall-clock"]
+    set_rlimits(limits)
+    layers.append("rlimits")
+    if load_seccomp():
+        layers.append("seccomp")
+    return layers
+
+
+def classify(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "memory"
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and ("alloc" in text.lower() or "not enough memory" in text):
+        return "memory"
+    if isinstance(exc, OSError) and exc.errno in BLOCKED_ERRNOS:
+        return "policy"
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return "policy"
+    return "exception"
+
+
+def describe(exc: BaseException, limit: int = 4000) -> str:
+    text = "".join(traceback.format_exception(exc)[-6:])
+    return text[-limit:]
+
+
+def main(result_fd: int, scratch: str, message: dict, threads: int | None) -> None:
+    """Never returns: runs the job and leaves with os._exit."""
+    reply: dict
+    try:
+        layers = harden(result_fd, scratch, message["limits"])
+        module, _, name = message["job"].partition(":")
+        func = getattr(importlib.import_module(module), name)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(max(1, int(threads or 1)))
+        value = func(message["payload"])
+        reply = {"ok": True, "kind": "ok", "value": value, "layers": layers}
+        try:
+            data = wire.encode(reply)
+        except (TypeError, ValueError) as exc:
+            data = wire.encode({"ok": False, "kind": "exception", "layers": layers,
+                                "error": f"the job returned a value that is not JSON: {exc}"})
+        wire.write_all(result_fd, data)
+    except BaseException as exc:  # noqa: BLE001 - report every failure, the child then exits
+        reply = {"ok": False, "kind": classify(exc), "error": f"{type(exc).__name__}: {exc}",
+                 "traceback": describe(exc), "layers": locals().get("layers", [])}
+        try:
+            wire.send(result_fd, reply)
+        except BaseException:
+            pass
+    finally:
+        os._exit(0)
+
+
+def probe(payload: dict) -> list[str]:
+    """A job that only reports the layers in force (run once at server start)."""
+    return []

@@ -1,0 +1,218 @@
+"""Run untrusted jobs in isolated children of a warm fork server.
+
+The host starts one server process per `IsolatedRunner` with a scrubbed environment (no secrets),
+wrapped in bubblewrap where the host has it (read-only filesystem, own PID/IPC/network namespaces)
+or in a network namespace of its own otherwise. The server imports the heavy modules once
+(`preload`), runs an optional `setup` hook, then forks one child per job; each child hardens itself
+(rlimits, scratch dir, seccomp) before it runs the job. Messages are length-prefixed JSON both ways:
+nothing a child says is ever unpickled by the host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from discovery.sandbox import env as sandbox_env
+from discovery.sandbox import wire
+
+KINDS = ("ok", "exception", "timeout", "memory", "crash", "policy")
+
+
+@dataclass
+class Limits:
+    """Resource limits for one child: wall clock, address space, CPU time, file size, open files."""
+
+    wall_seconds: float = 20.0
+    memory_mb: int = 2048
+    cpu_seconds: int = 60
+    file_mb: int = 16
+    open_files: int = 64
+
+    @classmethod
+    def from_config(cls, config, training: bool = False) -> Limits:
+        """Limits from a `SandboxConfig`; `training=True` uses its train_timeout as the wall clock."""
+        wall = config.train_timeout if training else config.timeout
+        return cls(wall_seconds=float(wall), memory_mb=config.memory_mb,
+                   cpu_seconds=max(int(config.cpu_seconds), int(wall) + 1) if training else config.cpu_seconds,
+                   file_mb=config.max_file_mb, open_files=config.max_open_files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class JobResult:
+    """What came back from one isolated job; `isolation` lists the layers that were in force."""
+
+    ok: bool
+    value: Any = None
+    error: str = ""
+    kind: str = "ok"
+    seconds: float = 0.0
+    isolation: list[str] = field(default_factory=list)
+    log: str = ""  # tail of the child's stdout/stderr
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SandboxStartError(RuntimeError):
+    """The fork server could not be started."""
+
+
+def bwrap_command(scratch_base: str) -> list[str] | None:
+    """The bubblewrap prefix for the server, or None when bubblewrap is missing or does not work here."""
+    exe = shutil.which("bwrap")
+    if not exe or os.environ.get("DISCOVERY_SANDBOX_NO_BWRAP"):
+        return None
+    cmd = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+           "--bind", scratch_base, scratch_base,
+           "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+           "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--"]
+    try:
+        probe = subprocess.run(cmd + ["true"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return cmd if probe.returncode == 0 else None
+
+
+BWRAP_LAYERS = ["bwrap", "readonly-fs", "pid-namespace", "net-namespace", "no-capabilities"]
+
+
+class IsolatedRunner:
+    """A warm fork server; `.run(job, payload)` runs `module:function(payload)` in a fresh hardened child.
+
+    Start it before the caller loads any secret. One caller thread at a time (runs are serialised).
+    """
+
+    def __init__(self, preload: tuple[str, ...] = ("torch",), setup: str | None = None,
+                 setup_payload: dict | None = None, limits: Limits | None = None, threads: int | None = None,
+                 start_timeout: float = 600.0):
+        self.preload = tuple(preload)
+        self.setup = setup
+        self.setup_payload = setup_payload or {}
+        self.limits = limits or Limits()
+        self.threads = threads
+        self.start_timeout = start_timeout
+        self.layers: list[str] = []
+        self.child_layers: list[str] = []
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._scratch_base = tempfile.mkdtemp(prefix="discovery-sandbox-")
+        self._start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _start(self) -> None:
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        config = {"preload": list(self.preload), "setup": self.setup, "setup_payload": self.setup_payload,
+                  "scratch_base": self._scratch_base, "threads": self.threads,
+                  "sys_path": [p for p in sys.path if p]}
+        prefix = bwrap_command(self._scratch_base)
+        cmd = (prefix or []) + [sys.executable, "-m", "discovery.sandbox.server", str(req_r), str(resp_w)]
+        env = sandbox_env.scrubbed(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env["DISCOVERY_SANDBOX_OUTER"] = ",".join(BWRAP_LAYERS if prefix else [])
+        self._server_log = os.path.join(self._scratch_base, "server.log")
+        with open(self._server_log, "wb") as log:
+            self._proc = subprocess.Popen(cmd, pass_fds=(req_r, resp_w), env=env, stdin=subprocess.DEVNULL,
+                                          stdout=log, stderr=subprocess.STDOUT, cwd=self._scratch_base)
+        os.close(req_r)
+        os.close(resp_w)
+        self._req = os.fdopen(req_w, "wb", buffering=0)
+        self._resp = os.fdopen(resp_r, "rb", buffering=0)
+        wire.send(self._req, config)
+        hello = wire.recv(self._resp, timeout=self.start_timeout)
+        if not hello or not hello.get("ready"):
+            detail = (hello or {}).get("error") or self._log_tail()
+            self.close()
+            raise SandboxStartError(f"sandbox server failed to start: {detail}")
+        self.layers = list(hello["layers"])
+        self.child_layers = list(hello["child_layers"])
+
+    def _log_tail(self, n: int = 2000) -> str:
+        try:
+            with open(self._server_log, "rb") as fh:
+                return fh.read()[-n:].decode(errors="replace").strip()
+        except OSError:
+            return "no server log"
+
+    def close(self) -> None:
+        """Stop the server and remove its scratch directories."""
+        proc, self._proc = self._proc, None
+        for stream in (getattr(self, "_req", None), getattr(self, "_resp", None)):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(self._scratch_base, ignore_errors=True)
+
+    def __enter__(self) -> IsolatedRunner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_proc", None) is not None:
+            self.close()
+
+    @property
+    def isolation(self) -> list[str]:
+        return self.layers + self.child_layers
+
+    # ------------------------------------------------------------------ jobs
+
+    def run(self, job: str, payload: dict, limits: Limits | None = None) -> JobResult:
+        """Run `job` ("module:function") on `payload` in a fresh isolated child; never raises for job faults."""
+        limits = limits or self.limits
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._restart()
+            start = time.perf_counter()
+            try:
+                wire.send(self._req, {"job": job, "payload": payload, "limits": limits.to_dict()})
+                reply = wire.recv(self._resp, timeout=limits.wall_seconds + 30)
+            except (OSError, ValueError) as exc:
+                reply = None
+                error = f"sandbox server failed: {exc}"
+            else:
+                error = "sandbox server died or stopped answering"
+            if reply is None:
+                self._kill_server()
+                return JobResult(ok=False, error=error, kind="crash",
+                                 seconds=time.perf_counter() - start, isolation=self.isolation)
+        return JobResult(ok=bool(reply.get("ok")), value=reply.get("value"), error=str(reply.get("error", "")),
+                         kind=str(reply.get("kind", "crash")), seconds=float(reply.get("seconds", 0.0)),
+                         isolation=list(reply.get("isolation") or self.isolation), log=str(reply.get("log", "")))
+
+    def _kill_server(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def _restart(self) -> None:
+        self._kill_server()
+        self._proc = None
+        for stream in (self._req, self._resp):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._start()

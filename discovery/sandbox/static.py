@@ -1,0 +1,227 @@
+"""Layer 1: the static policy. Parse the candidate and reject anything a pure elementwise loss does not need."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import asdict, dataclass
+
+from discovery import contract
+from discovery.sandbox import policy
+
+MODULE_ALIASES = {alias: module for module, aliases in contract.ALLOWED_IMPORTS.items() for alias in aliases}
+ADVICE = "use elementwise torch/F/math functions"
+
+
+@dataclass(frozen=True)
+class Violation:
+    line: int | None
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+FORBIDDEN_NODES = {
+    ast.ClassDef: ("class", "class definitions are not allowed; write one plain function"),
+    ast.AsyncFunctionDef: ("async", "async functions are not allowed"),
+    ast.Await: ("async", "`await` is not allowed"),
+    ast.AsyncFor: ("async", "`async for` is not allowed"),
+    ast.AsyncWith: ("async", "`async with` is not allowed"),
+    ast.Global: ("global", "`global` is not allowed; keep all state local"),
+    ast.Nonlocal: ("global", "`nonlocal` is not allowed; keep all state local"),
+    ast.With: ("with", "`with` blocks are not allowed (no context managers, no torch.no_grad)"),
+    ast.Try: ("try", "`try` is not allowed; write code that cannot fail"),
+    ast.Delete: ("del", "`del` is not allowed"),
+    ast.Yield: ("yield", "`yield` is not allowed; return a tensor"),
+    ast.YieldFrom: ("yield", "`yield from` is not allowed; return a tensor"),
+    ast.JoinedStr: ("format", "f-strings are not needed by a loss; remove them"),
+    ast.Lambda: ("lambda", "`lambda` is not allowed; write the expression inline"),
+}
+if hasattr(ast, "TryStar"):
+    FORBIDDEN_NODES[ast.TryStar] = FORBIDDEN_NODES[ast.Try]
+
+
+class _Checker(ast.NodeVisitor):
+    def __init__(self, local_names: set[str]):
+        self.locals = local_names
+        self.violations: list[Violation] = []
+
+    def flag(self, node: ast.AST | None, rule: str, text: str) -> None:
+        line = getattr(node, "lineno", None)
+        prefix = f"line {line}: " if line else ""
+        self.violations.append(Violation(line, rule, prefix + text))
+
+    def generic_visit(self, node: ast.AST) -> None:
+        for kind, (rule, text) in FORBIDDEN_NODES.items():
+            if isinstance(node, kind):
+                self.flag(node, rule, text)
+                return
+        super().generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._check_import(node, alias.name, alias.asname or alias.name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            self._check_import(node, f"{node.module}.{alias.name}", alias.asname or alias.name)
+
+    def _check_import(self, node: ast.AST, module: str, bound: str) -> None:
+        allowed = contract.ALLOWED_IMPORTS.get(module)
+        if allowed is None:
+            self.flag(node, "import", f"importing `{module}` is not allowed; only `import torch`, "
+                      "`import torch.nn.functional as F` and `import math`")
+        elif bound not in allowed:
+            self.flag(node, "import", f"import `{module}` as {allowed[0]} (found `{bound}`)")
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        if node.decorator_list:
+            self.flag(node, "decorator", "decorators are not allowed")
+        if node.returns is not None or any(a.annotation for a in node.args.args):
+            self.flag(node, "annotation", "type annotations are not allowed; remove them")
+        for default in node.args.defaults + node.args.kw_defaults:
+            if default is not None:
+                self.visit(default)
+        for stmt in node.body:
+            self.visit(stmt)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        name = node.id
+        if name.startswith("_"):
+            self.flag(node, "underscore", f"names starting with `_` are not allowed (`{name}`)")
+        elif isinstance(node.ctx, ast.Store | ast.Del) and name in MODULE_ALIASES:
+            self.flag(node, "shadow", f"do not assign to the module name `{name}`")
+        elif name in MODULE_ALIASES:
+            self.flag(node, "module", f"use `{name}.<function>(...)` directly; `{name}` may not be used as a value")
+        elif isinstance(node.ctx, ast.Load) and name not in self.locals and name not in policy.SAFE_BUILTINS:
+            if name in policy.DANGEROUS_NAMES:
+                self.flag(node, "builtin", f"`{name}` is not allowed; a loss only computes with its inputs")
+            else:
+                self.flag(node, "name", f"unknown name `{name}`; define it inside the function "
+                          f"(allowed builtins: {', '.join(sorted(policy.SAFE_BUILTINS - {'True', 'False', 'None'}))})")
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr.startswith("_"):
+            self.flag(node, "underscore", f"attributes starting with `_` are not allowed (`.{node.attr}`)")
+            return
+        if not isinstance(node.ctx, ast.Load):
+            self.flag(node, "attribute", f"assigning to attributes (`.{node.attr} = ...`) is not allowed")
+            return
+        chain, root = _dotted(node)
+        if root is not None and root.id in MODULE_ALIASES:
+            allowed = policy.MODULE_FUNCTIONS[root.id]
+            if ".".join(chain) not in allowed:
+                self.flag(node, "module-attribute", f"`{root.id}.{'.'.join(chain)}` is not allowed; {ADVICE}")
+            return
+        if node.attr not in policy.TENSOR_METHODS:
+            hint = " (in-place edits are not allowed)" if node.attr.endswith("_") else ""
+            self.flag(node, "method", f"`.{node.attr}` is not allowed{hint}; {ADVICE}")
+        self.visit(node.value)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        for keyword in node.keywords:
+            if keyword.arg is None:
+                self.flag(node, "call", "`**kwargs` in calls is not allowed")
+            elif keyword.arg in policy.FORBIDDEN_KEYWORDS:
+                self.flag(node, "inplace", f"the `{keyword.arg}=` argument is not allowed (no in-place writes)")
+        self.generic_visit(node)
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        if isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
+            self.flag(node, "format", "string formatting is not needed by a loss; remove it")
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, bytes):
+            self.flag(node, "constant", "bytes literals are not needed by a loss")
+
+
+def _dotted(node: ast.Attribute) -> tuple[list[str], ast.Name | None]:
+    """`torch.special.expit` -> (['special', 'expit'], Name('torch')); root None when not a plain chain."""
+    parts = []
+    current: ast.AST = node
+    while isinstance(current, ast.Attribute):
+        parts.append(current.attr)
+        current = current.value
+    return list(reversed(parts)), current if isinstance(current, ast.Name) else None
+
+
+def _local_names(func: ast.FunctionDef) -> set[str]:
+    names = {a.arg for a in func.args.args + func.args.kwonlyargs}
+    for node in ast.walk(func):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.FunctionDef):
+            names.add(node.name)
+            names.update(a.arg for a in node.args.args + node.args.kwonlyargs)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+    return names
+
+
+def _check_layout(tree: ast.Module) -> tuple[ast.FunctionDef | None, list[Violation]]:
+    problems: list[Violation] = []
+    funcs = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    for node in tree.body:
+        is_doc = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        if not isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef) and not is_doc:
+            line = getattr(node, "lineno", None)
+            problems.append(Violation(line, "top-level", f"line {line}: only imports and one function may appear "
+                                      "at the top level; move constants inside the function"))
+    if len(funcs) != 1:
+        problems.append(Violation(None, "function", f"define exactly one top-level function, found {len(funcs)}: "
+                                  f"{contract.SIGNATURE}"))
+        return None, problems
+    func = funcs[0]
+    args = func.args
+    names = tuple(a.arg for a in args.posonlyargs + args.args)
+    if names != contract.PARAMS or args.vararg or args.kwarg or args.kwonlyargs or args.defaults:
+        problems.append(Violation(func.lineno, "signature", f"line {func.lineno}: the signature must be exactly "
+                                  f"`{contract.SIGNATURE.replace('NAME', func.name)}` (found ({', '.join(names)}))"))
+    return func, problems
+
+
+def parse(code: str) -> tuple[ast.Module | None, list[Violation]]:
+    if not isinstance(code, str) or not code.strip():
+        return None, [Violation(None, "empty", "the candidate is empty; write one loss function")]
+    size = len(code.encode())
+    lines = code.count("\n") + 1
+    if size > contract.MAX_BYTES or lines > contract.MAX_LINES:
+        return None, [Violation(None, "size", f"the code is {lines} lines / {size} bytes; the limit is "
+                                f"{contract.MAX_LINES} lines and {contract.MAX_BYTES} bytes")]
+    try:
+        return ast.parse(code), []
+    except SyntaxError as exc:
+        return None, [Violation(exc.lineno, "syntax", f"line {exc.lineno}: syntax error: {exc.msg}")]
+    except (RecursionError, MemoryError, ValueError):
+        return None, [Violation(None, "syntax", "the code is nested too deeply to parse; simplify it")]
+
+
+def check_source(code: str) -> list[Violation]:
+    """All policy violations of `code` (empty list = the code may be run in the sandbox)."""
+    tree, problems = parse(code)
+    if tree is None:
+        return problems
+    func, problems = _check_layout(tree)
+    checker = _Checker(_local_names(func) if func else set())
+    try:
+        for node in tree.body:
+            checker.visit(node)
+    except RecursionError:
+        return problems + [Violation(None, "syntax", "the code is nested too deeply; simplify it")]
+    seen, unique = set(), []
+    for item in problems + checker.violations:
+        if item.message not in seen:
+            seen.add(item.message)
+            unique.append(item)
+    return unique
+
+
+def function_name(code: str) -> str | None:
+    tree, _ = parse(code)
+    funcs = [n for n in (tree.body if tree else []) if isinstance(n, ast.FunctionDef)]
+    return funcs[0].name if len(funcs) == 1 else None
