@@ -65,6 +65,7 @@ class Task(ABC):
 # name -> "module:Class"; imported lazily so that `discovery --help` stays fast.
 TASKS: dict[str, str] = {
     "synthetic": "discovery.inner_loop.synthetic:SyntheticTask",
+    "hf_dpo": "discovery.inner_loop.hf_dpo:HFDPOTask",
 }
 
 

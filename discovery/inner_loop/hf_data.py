@@ -1,0 +1,57 @@
+"""Loading HF models and preference datasets by hub name or local path; TRL's own tokenization of pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from discovery.errors import DiscoveryError
+
+
+def load_policy(name: str, revision: str | None = None, bf16: bool = False, gguf_file: str | None = None):
+    """(model, tokenizer) for a hub name or a local folder; bf16 only where a GPU is used."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"revision": revision} if revision else {}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    dtype = torch.bfloat16 if bf16 and torch.cuda.is_available() else torch.float32
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **kwargs)
+    except OSError as exc:
+        raise DiscoveryError(f"cannot load model '{name}': {str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def load_split(name: str, split: str, max_samples: int | None = None, revision: str | None = None):
+    """One split of a dataset: hub name, a folder of data files, or a `save_to_disk` folder."""
+    import datasets
+
+    path = Path(name)
+    try:
+        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+            loaded = datasets.load_from_disk(str(path))
+            ds = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+        else:
+            ds = datasets.load_dataset(name, split=split, revision=revision)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise DiscoveryError(f"cannot load split '{split}' of dataset '{name}': {str(exc).splitlines()[0]}") from None
+    if max_samples is not None:
+        ds = ds.select(range(min(max_samples, len(ds))))
+    return ds
+
+
+def tokenize_pairs(dataset, tokenizer, max_length: int | None, num_proc: int | None = None):
+    """prompt_ids/chosen_ids/rejected_ids exactly as TRL's DPOTrainer makes them (standard or conversational)."""
+    from trl import DPOTrainer
+
+    owner = SimpleNamespace(_tokenizer=tokenizer)
+    args = SimpleNamespace(dataset_num_proc=num_proc, max_length=max_length, truncation_mode="keep_start")
+    keep = [c for c in dataset.column_names if c in ("prompt", "chosen", "rejected", "messages")]
+    ds = DPOTrainer._prepare_dataset(owner, dataset.select_columns(keep) if keep else dataset, tokenizer, args,
+                                     "preference")
+    return ds.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])

@@ -1,0 +1,217 @@
+"""Task `hf_dpo`: any HF causal LM on any preference dataset (full or LoRA), scored by MT-Bench or a screen.
+
+prepare(): optional SFT stage, then TRL's tokenization of the pairs and the reference log-probs, computed
+once per (model, revision, dataset fingerprint, max_length) and stored on disk for every candidate.
+evaluate(): trains one candidate loss with CandidateDPOTrainer, then scores it: the held-out
+implicit-reward accuracy (cheap, no generation) at screen fidelity or with `task.options.scorer: heldout`,
+else MT-Bench with the configured judge (expensive). Multi-GPU: run under `accelerate launch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from discovery.candidate import EvalResult
+from discovery.config import RunConfig
+from discovery.errors import DiscoveryError
+from discovery.inner_loop import heldout
+from discovery.inner_loop.task import Fidelity, ProgressFn, Task, TaskInfo
+
+SCORERS = ("mtbench", "heldout")
+
+
+def cache_root(config: RunConfig) -> Path:
+    root = config.task.cache_dir or os.environ.get("DISCOVERY_CACHE") or Path.home() / ".cache" / "discovery"
+    return Path(root)
+
+
+def compile_loss(code: str):
+    """The candidate's contract function (compiled by the sandbox loader, restricted builtins)."""
+    from discovery.sandbox.loader import load_loss
+
+    return load_loss(code)
+
+
+class HFDPOTask(Task):
+    name = "hf_dpo"
+
+    def __init__(self, config: RunConfig):
+        super().__init__(config)
+        if not config.task.model or not config.task.dataset:
+            raise DiscoveryError("task hf_dpo needs task.model and task.dataset (hub names or local paths)")
+        self.scorer = config.task.options.get("scorer", "mtbench")
+        if self.scorer not in SCORERS:
+            raise DiscoveryError(f"task.options.scorer must be one of {', '.join(SCORERS)}, got '{self.scorer}'")
+
+    def info(self) -> TaskInfo:
+        t = self.config.task
+        fitness = ("MT-Bench overall score (1-10, mean of turn 1 and 2 ratings by the judge)"
+                   if self.scorer == "mtbench" else "held-out implicit-reward accuracy (0-1)")
+        return TaskInfo(
+            name=self.name,
+            description=(f"Preference-tune the language model {t.model} on the preference pairs of {t.dataset} "
+                         "with the candidate loss, starting from the supervised model, which is also the reference."),
+            fitness_description=fitness + "; higher is better",
+            beta=self.config.train.beta,
+            cost_class="expensive" if self.scorer == "mtbench" else "moderate",
+        )
+
+    # ---------------------------------------------------------------- shared state
+
+    def _policy_path(self) -> str:
+        if not self.config.task.sft_dataset:
+            return self.config.task.model
+        from discovery.inner_loop.sft import ensure_sft_model
+
+        return ensure_sft_model(self.config, cache_root(self.config)).path
+
+    def cache_key(self) -> str:
+        t = self.config.task
+        from discovery.inner_loop.sft import sft_key
+
+        sft = sft_key(self.config) if t.sft_dataset else None
+        parts = [self.name, t.model, t.revision, sft, t.dataset, t.dataset_split, t.eval_split, t.max_samples,
+                 self.config.train.max_length]
+        return "hf_dpo-" + hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+    def data_dir(self) -> Path:
+        return cache_root(self.config) / self.cache_key()
+
+    def prepare(self, progress: ProgressFn | None = None) -> None:
+        folder = self.data_dir()
+        if (folder / "meta.json").is_file():
+            return
+        from discovery.inner_loop.hf_data import load_policy, load_split, tokenize_pairs
+        from discovery.inner_loop.trainer import add_reference_logps
+
+        t, train = self.config.task, self.config.train
+        if progress:
+            progress("policy", 0.0)
+        policy = self._policy_path()
+        model, tokenizer = load_policy(policy, None if t.sft_dataset else t.revision, train.bf16)
+        if _cuda():
+            model = model.to("cuda")
+        splits = {"train": t.dataset_split, **({"eval": t.eval_split} if t.eval_split else {})}
+        fingerprints = {}
+        for i, (name, split) in enumerate(splits.items()):
+            if progress:
+                progress(f"reference log-probs ({name})", i / len(splits))
+            raw = load_split(t.dataset, split, t.max_samples)
+            fingerprints[name] = raw._fingerprint
+            pairs = tokenize_pairs(raw, tokenizer, train.max_length)
+            pairs = add_reference_logps(model, pairs, tokenizer.pad_token_id, train.per_device_train_batch_size,
+                                        train.max_length)
+            pairs.save_to_disk(str(folder / name))
+        meta = {"policy": policy, "fingerprints": fingerprints, "max_length": train.max_length}
+        (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+        if progress:
+            progress("prepared", 1.0)
+
+    def _meta(self) -> dict:
+        path = self.data_dir() / "meta.json"
+        if not path.is_file():
+            raise DiscoveryError(f"task hf_dpo is not prepared ({path} missing); run `discovery tasks prepare`")
+        return json.loads(path.read_text())
+
+    # ---------------------------------------------------------------- one candidate
+
+    def dpo_args(self, seed: int, fidelity: Fidelity, output_dir: str):
+        from trl import DPOConfig
+
+        t = self.config.train
+        steps = t.max_steps if t.max_steps <= 0 else max(1, math.ceil(t.max_steps * fidelity.steps_fraction))
+        epochs = t.num_train_epochs * (fidelity.steps_fraction if t.max_steps <= 0 else 1.0)
+        cuda = _cuda()
+        return DPOConfig(
+            output_dir=output_dir, beta=fidelity.beta if fidelity.beta is not None else t.beta,
+            learning_rate=t.learning_rate, max_steps=steps, num_train_epochs=epochs,
+            per_device_train_batch_size=t.per_device_train_batch_size,
+            gradient_accumulation_steps=t.gradient_accumulation_steps, max_length=t.max_length,
+            lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
+            bf16=t.bf16 and cuda, use_cpu=not cuda, seed=seed,
+            precompute_ref_log_probs=True, logging_steps=1, save_strategy="no", report_to=[],
+            **_checkpointing(t.gradient_checkpointing),
+        )
+
+    def train(self, code: str, seed: int, fidelity: Fidelity, output_dir: str):
+        """(trainer, TrainOutcome) for one candidate loss at one seed."""
+        import datasets
+
+        from discovery.inner_loop.hf_data import load_policy
+        from discovery.inner_loop.sft import lora_config
+        from discovery.inner_loop.trainer import CandidateDPOTrainer
+
+        meta = self._meta()
+        model, tokenizer = load_policy(meta["policy"], None, self.config.train.bf16)
+        pairs = datasets.load_from_disk(str(self.data_dir() / "train"))
+        trainer = CandidateDPOTrainer(
+            model, args=self.dpo_args(seed, fidelity, output_dir), train_dataset=pairs, processing_class=tokenizer,
+            loss_fn=compile_loss(code), peft_config=lora_config(self.config) if self.config.train.peft else None,
+        )
+        return trainer, tokenizer, trainer.run()
+
+    def evaluate(self, code: str, seed: int, fidelity: Fidelity = Fidelity()) -> EvalResult:
+        start = time.perf_counter()
+        beta = fidelity.beta if fidelity.beta is not None else self.config.train.beta
+        with tempfile.TemporaryDirectory(prefix="hf_dpo-") as scratch:
+            trainer, tokenizer, outcome = self.train(code, seed, fidelity, scratch)
+            metrics = {f"train/{k}": v for k, v in outcome.metrics.items()}
+            metrics["train/seconds"] = outcome.seconds
+            if not outcome.ok:
+                return EvalResult(seed, None, metrics, time.perf_counter() - start, outcome.steps, fidelity.name,
+                                  beta, ok=False, reason=outcome.reason)
+            model = trainer.model
+            fitness = self._score(model, tokenizer, code, beta, seed, fidelity, metrics)
+        return EvalResult(seed, fitness, metrics, time.perf_counter() - start, outcome.steps, fidelity.name, beta)
+
+    def _score(self, model, tokenizer, code: str, beta: float, seed: int, fidelity: Fidelity, metrics: dict) -> float | None:
+        screen = None
+        if (self.data_dir() / "eval").is_dir():
+            import datasets
+
+            held = datasets.load_from_disk(str(self.data_dir() / "eval"))
+            screen = heldout.implicit_reward_accuracy(model, held, tokenizer.pad_token_id, beta,
+                                                      self.config.train.per_device_train_batch_size,
+                                                      self.config.train.max_length)
+            metrics.update(screen.to_dict())
+        if self.scorer == "heldout" or fidelity.name == "screen":
+            if screen is None:
+                raise DiscoveryError("the held-out screen needs task.eval_split")
+            return screen.accuracy
+        from discovery.candidate import code_hash
+        from discovery.mtbench import score as mtbench
+
+        root = Path(self.config.task.options.get("mtbench_dir") or self.data_dir() / "mtbench")
+        out_dir = root / f"{code_hash(code)}-seed{seed}-{fidelity.name}-beta{beta:g}"
+        result = mtbench.score(self.config, _merged(model), tokenizer, out_dir, seed=seed)
+        metrics.update({f"mtbench/{k}": v for k, v in result.to_dict().items() if not isinstance(v, dict)})
+        metrics.update({f"mtbench/{c}": v for c, v in result.per_category.items()})
+        return result.overall
+
+
+def _merged(model):
+    """The policy for generation: LoRA adapters merged (a no-op for full fine-tuning)."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _checkpointing(enabled: bool) -> dict:
+    """Activation checkpointing only when asked (transformers 5 renamed the flag; older ones know the old name)."""
+    if not enabled:
+        return {}
+    from transformers import TrainingArguments
+
+    name = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
+        else "gradient_checkpointing"
+    return {name: True}
