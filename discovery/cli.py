@@ -14,6 +14,7 @@ from discovery.errors import DiscoveryError
 COMMAND_MODULES = [
     "discovery.commands.losses",
     "discovery.commands.config_cmd",
+    "discovery.commands.run",
 ]
 
 

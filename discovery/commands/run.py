@@ -1,0 +1,186 @@
+"""`discovery run`: the discovery loop, from the embedded defaults, a config file, or a stopped run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from discovery import library
+from discovery.archive import Archive, RunDirLock, db_path
+from discovery.archive.baseline_cache import BaselineCache, default_root
+from discovery.commands.common import add_config_args, config_from_args
+from discovery.config import RunConfig, from_dict, parse_override, read_yaml
+from discovery.errors import ConfigError, DiscoveryError
+
+SHORTCUTS = {  # flag dest -> config key
+    "task": "task.name", "proposer": "proposer.backend", "model": "proposer.model", "proposals": "budget.proposals",
+    "seeds": "eval.seeds", "workers": "executor.workers", "executor": "executor.name",
+}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run", help="run the discovery loop (default: synthetic task, embedded LLM, ~15 min)")
+    add_config_args(p)
+    p.add_argument("--run-dir", metavar="DIR", help="where the archive and log go (default: runs/<timestamp>)")
+    p.add_argument("--task", help="task name (synthetic, hf_dpo, imdb)")
+    p.add_argument("--proposer", metavar="BACKEND", help="llamacpp | openai | replay | symbolic")
+    p.add_argument("--model", metavar="M", help="the proposer's model")
+    p.add_argument("--proposals", type=int, metavar="N", help="proposal budget")
+    p.add_argument("--seeds", type=int, metavar="N", help="seeds per full evaluation")
+    p.add_argument("--workers", type=int, metavar="N", help="evaluation workers")
+    p.add_argument("--executor", choices=["local", "ray"], help="where evaluations run")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run in RUN_DIR")
+    p.add_argument("--quiet", "-q", action="store_true", help="no live progress; only the final summary")
+    p.set_defaults(func=run_command)
+
+
+# ---------------------------------------------------------------- config and run dir
+
+
+def resolve(args) -> tuple[RunConfig, Path, bool]:
+    """(config, run_dir, resuming) from the flags; a resumed run keeps its stored config plus overrides."""
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not db_path(run_dir).is_file():
+            raise DiscoveryError(f"no run to resume in {run_dir}: {db_path(run_dir)} does not exist")
+        with Archive.open(run_dir, readonly=True) as archive:
+            info = archive.run_info()
+        if info is None:
+            raise DiscoveryError(f"{run_dir} holds an archive without a run record; cannot resume it")
+        base = from_dict(info.config)
+        config = _with_overrides(base, args)
+        return config, run_dir, True
+    config = config_from_args(args, SHORTCUTS)
+    run_dir = Path(args.run_dir or config.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    if db_path(run_dir).is_file():
+        raise DiscoveryError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                             "or choose another --run-dir")
+    config.run_dir = str(run_dir)
+    return config, run_dir, False
+
+
+def _with_overrides(base: RunConfig, args) -> RunConfig:
+    """The stored config, then --config FILE, then the short flags and --set on top."""
+    data = base.to_dict()
+    if args.config:
+        _deep_update(data, read_yaml(args.config))
+    overrides = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                 for dest, k in SHORTCUTS.items() if (v := getattr(args, dest, None)) is not None]
+    for text in overrides + list(args.overrides or []):
+        keys, value = parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"cannot set '{'.'.join(keys)}': '{key}' is not a section")
+        node[keys[-1]] = value
+    return from_dict(data)
+
+
+def _deep_update(into: dict, new: dict) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_update(into[key], value)
+        else:
+            into[key] = value
+
+
+def check(config: RunConfig) -> None:
+    """Fail fast, with one line, on what would only fail later."""
+    for name in config.eval.baselines:
+        if name not in library.names():
+            raise ConfigError(f"eval.baselines: no library loss named '{name}'; known: {', '.join(library.names())}")
+    if config.executor.name not in ("local", "ray"):
+        raise ConfigError(f"executor.name must be local or ray, got '{config.executor.name}'")
+    for key, value in (("budget.proposals", config.budget.proposals), ("eval.seeds", config.eval.seeds),
+                       ("eval.screen_seeds", config.eval.screen_seeds)):
+        if value < 1:
+            raise ConfigError(f"{key} must be at least 1, got {value}")
+    if not 0 < config.eval.promote_fraction <= 1:
+        raise ConfigError(f"eval.promote_fraction must be in (0, 1], got {config.eval.promote_fraction}")
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise DiscoveryError(f"run directory {run_dir} is not writable: {exc.strerror or exc}") from None
+
+
+def open_log(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("discovery")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    return handler
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run_command(args) -> int:
+    config, run_dir, resuming = resolve(args)
+    check(config)
+    prepare_run_dir(run_dir)
+    from rich.console import Console
+
+    from discovery.commands.run_progress import closing_lines, summary_table
+
+    console = Console(stderr=True)
+    with ExitStack() as stack:
+        stack.enter_context(RunDirLock(run_dir))
+        handler = open_log(run_dir)
+        stack.callback(logging.getLogger("discovery").removeHandler, handler)
+        if not args.quiet:
+            console.print(f"run directory: {run_dir}" + (" (resumed)" if resuming else ""))
+        result, top = _run(config, run_dir, stack, args.quiet, console, resuming)
+    out = Console()
+    if not args.quiet:
+        out.print(summary_table(result, top))
+    for line in closing_lines(str(run_dir), result):
+        out.print(line, markup=False, highlight=False)
+    if result.error:
+        raise DiscoveryError(f"the run stopped early: {result.error}; continue with --resume {run_dir}", 1)
+    return 0
+
+
+def _run(config: RunConfig, run_dir: Path, stack: ExitStack, quiet: bool, console, resuming: bool):
+    from discovery.commands.run_progress import LiveProgress, QuietProgress
+    from discovery.executors import make_executor
+    from discovery.inner_loop.task import get_task
+    from discovery.loop import DiscoveryLoop
+    from discovery.proposer.factory import make_proposer
+    from discovery.sandbox import validate
+    from discovery.sandbox.isolation import IsolatedRunner
+    from discovery.selection import make_selection
+
+    log = logging.getLogger("discovery.run")
+    task = get_task(config)
+    if not quiet:
+        console.print(f"task {config.task.name}: preparing (cached after the first run)...")
+    task.prepare(None)
+    # Isolated workers start before the proposer reads any API key (they get a scrubbed environment).
+    validation_runner = stack.enter_context(IsolatedRunner(threads=1))
+    executor = stack.enter_context(make_executor(config))
+    log.info("executor %s", executor.describe())
+    archive = stack.enter_context(Archive.open(run_dir))
+    archive.start_run(config.to_dict(), config.task.name, task.cache_key())
+    archive.log_event("session", "resumed" if resuming else "started", data={"pid": os.getpid(),
+                                                                              "executor": executor.describe()})
+    proposer = stack.enter_context(make_proposer(config, lambda code: validate(code, config.sandbox,
+                                                                                  runner=validation_runner)))
+    cache = BaselineCache(default_root(config.task.cache_dir), config.task.name, task.cache_key(),
+                          config.train.__dict__)
+    stack.callback(cache.close)
+    progress = stack.enter_context(QuietProgress() if quiet else LiveProgress(console))
+    loop = DiscoveryLoop(config, archive, task.info(), proposer, executor, make_selection(config), cache, progress)
+    result = loop.run()
+    return result, archive.best(k=10)

@@ -1,0 +1,125 @@
+"""Live progress of `discovery run` (rich), its quiet variant, and the closing summary."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from discovery.archive import CandidateSummary
+from discovery.loop import LoopResult, Snapshot
+
+
+def fitness_text(s: CandidateSummary | None) -> str:
+    if s is None or s.fitness is None:
+        return "-"
+    f = s.fitness
+    half = f"± {f.half_width:.4f}" if math.isfinite(f.half_width) else "(n=1, no CI)"
+    return f"{s.candidate.name} #{s.id}: {f.mean:.4f} {half} (n={f.n})"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def render(s: Snapshot) -> Group:
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("phase", s.phase + (f" ({s.stop_reason})" if s.stop_reason else ""))
+    head.add_row("baselines", f"{s.baselines_done}/{s.baselines_total} evaluated")
+    head.add_row("proposals", f"{s.generation} stored, {s.proposing} being proposed")
+    c = s.counts
+    head.add_row("statuses", f"valid {c.get('evaluated', 0) + c.get('queued', 0) + c.get('training', 0)}"
+                 f" · evaluated {c.get('evaluated', 0)} · invalid {c.get('invalid', 0)}"
+                 f" · duplicate {c.get('duplicate', 0)} · failed {c.get('failed', 0)}")
+    head.add_row("best (by LCB)", fitness_text(s.best))
+    head.add_row("dpo", fitness_text(s.dpo))
+    head.add_row("LLM", f"{s.usage.calls} calls · {s.usage.tokens} tokens · ${s.usage.cost_usd:.4f}")
+    head.add_row("time", f"{duration(s.elapsed)} elapsed · ETA {duration(s.eta)}")
+    parts = [head]
+    if s.in_flight:
+        table = Table(title="in flight", title_justify="left", expand=False)
+        for col in ("id", "name", "stage", "jobs"):
+            table.add_column(col)
+        for cid, name, stage, done, total in s.in_flight[:12]:
+            table.add_row(str(cid), name, stage, f"{done}/{total}")
+        parts.append(table)
+    return Group(*parts)
+
+
+class LiveProgress:
+    """The rich live panel; log lines print above it."""
+
+    def __init__(self, console: Console | None = None, refresh_s: float = 0.5):
+        self.console = console or Console(stderr=True)
+        self.live = Live(Text("starting..."), console=self.console, refresh_per_second=4, transient=False)
+        self.refresh_s = refresh_s
+        self._last = 0.0
+
+    def __enter__(self) -> LiveProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.live.__exit__(*exc)
+
+    def update(self, snapshot: Snapshot) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.refresh_s or snapshot.stop_reason:
+            self._last = now
+            self.live.update(render(snapshot))
+
+    def log(self, message: str) -> None:
+        self.console.log(message, markup=False, highlight=False)
+
+
+class QuietProgress:
+    def __enter__(self) -> QuietProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def update(self, snapshot: Snapshot) -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        pass
+
+
+def summary_table(result: LoopResult, top: list[CandidateSummary]) -> Table:
+    table = Table(title=f"stopped: {result.stop_reason} after {duration(result.elapsed)}", title_justify="left")
+    for col in ("#", "name", "origin", "stage", "fitness (95% CI)", "n"):
+        table.add_column(col)
+    for s in top:
+        f = s.fitness
+        ci = f"{f.mean:.4f} [{f.ci_low:.4f}, {f.ci_high:.4f}]" if f else "-"
+        table.add_row(str(s.id), s.candidate.name, str(s.candidate.origin), s.stage, ci, str(f.n if f else 0))
+    return table
+
+
+def closing_lines(run_dir: str, result: LoopResult) -> list[str]:
+    c = result.counts
+    lines = [
+        f"proposals: {sum(c.values())} (evaluated {c.get('evaluated', 0)}, invalid {c.get('invalid', 0)}, "
+        f"duplicate {c.get('duplicate', 0)}, failed {c.get('failed', 0)}); LLM {result.usage.tokens} tokens, "
+        f"${result.usage.cost_usd:.4f}",
+        f"best: {fitness_text(result.best)}   dpo: {fitness_text(result.dpo)}",
+    ]
+    if result.unfinished:
+        lines.append(f"{len(result.unfinished)} candidate(s) not finished; continue with: "
+                     f"discovery run --resume {run_dir}")
+    lines += [
+        "inspect:  " + f"discovery archive list {run_dir}   |   discovery archive show {run_dir} ID",
+        "report:   " + f"discovery report {run_dir}",
+        "export:   " + f"discovery export {run_dir} --best   |   discovery archive export-jsonl {run_dir}",
+    ]
+    return lines
