@@ -1,0 +1,133 @@
+"""`discovery run` end to end on the synthetic task with the replay proposer, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+from conftest import run_cli
+
+from discovery.archive import Archive, db_path
+from discovery.candidate import Status
+
+HEAD = "def {name}(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
+MARGIN = ("    margin = (policy_chosen_logps - reference_chosen_logps) - "
+          "(policy_rejected_logps - reference_rejected_logps)\n")
+
+CANDIDATES = {
+    # a valid new loss
+    "a_valid": "import torch.nn.functional as F\n\n\n" + HEAD.format(name="a_valid") + MARGIN
+    + "    return -F.logsigmoid(beta * margin) + 0.1 * F.relu(1 - beta * margin)\n",
+    # same behaviour as a_valid, different code: a duplicate, never trained
+    "b_duplicate": "import torch.nn.functional as F\n\n\n" + HEAD.format(name="b_duplicate") + MARGIN
+    + "    z = beta * margin\n    return 0.1 * F.relu(1.0 - z) - F.logsigmoid(z)\n",
+    # breaks the policy: no network / os access
+    "c_invalid": "import os\n\n\n" + HEAD.format(name="c_invalid") + "    return os.getcwd()\n",
+    # trains into NaN/Inf
+    "d_diverging": "import torch\n\n\n" + HEAD.format(name="d_diverging") + MARGIN
+    + "    return torch.exp(-1e4 * margin) * 1e30\n",
+}
+
+
+@pytest.fixture(scope="module")
+def replay_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("replay")
+    for name, code in CANDIDATES.items():
+        (path / f"{name}.py").write_text(code)
+    return path
+
+
+def small_run_args(replay_dir, cache_dir) -> list[str]:
+    return ["--proposer", "replay", "--set", f"proposer.replay_dir={replay_dir}", "--seeds", "1",
+            "--workers", "2", "--set", "train.max_steps=3", "--set", "eval.reeval_seeds=1",
+            "--set", "eval.promote_fraction=1.0", "--set", "eval.baselines=[dpo]",
+            "--set", f"task.cache_dir={cache_dir}", "--set", "budget.wall_time=600", "--quiet"]
+
+
+def test_replay_run_stores_each_candidate_with_the_right_status(replay_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    out = run_cli("run", "--run-dir", str(run_dir), *small_run_args(replay_dir, tmp_path / "cache"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"discovery report {run_dir}" in out.stdout
+    with Archive.open(run_dir, readonly=True) as archive:
+        by_name = {c.name: c for c in archive.candidates()}
+        assert by_name["dpo"].status == Status.EVALUATED
+        assert by_name["a_valid"].status == Status.EVALUATED
+        assert archive.summary(by_name["a_valid"].id).fidelity == "full"
+        dup = by_name["b_duplicate"]
+        assert dup.status == Status.DUPLICATE and dup.duplicate_of == by_name["a_valid"].id
+        assert archive.evaluations(dup.id) == []  # never trained
+        assert by_name["c_invalid"].status == Status.INVALID and "os" in by_name["c_invalid"].reason
+        assert archive.evaluations(by_name["c_invalid"].id) == []
+        assert by_name["d_diverging"].status == Status.FAILED and by_name["d_diverging"].reason
+        info = archive.run_info()
+        assert info.versions["trl"] and info.task_name == "synthetic" and info.ended_at
+    assert (run_dir / "run.log").read_text()
+    # the second run re-uses the cached baseline: no new baseline training
+    run2 = tmp_path / "run2"
+    out = run_cli("run", "--run-dir", str(run2), *small_run_args(replay_dir, tmp_path / "cache"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    with Archive.open(run_dir, readonly=True) as a1, Archive.open(run2, readonly=True) as a2:
+        e1 = [(e.result.seed, e.result.fidelity, e.result.fitness) for e in a1.evaluations(a1.baseline("dpo").id)]
+        e2 = [(e.result.seed, e.result.fidelity, e.result.fitness) for e in a2.evaluations(a2.baseline("dpo").id)]
+        assert e1 == e2
+
+
+def _one_error_line(out) -> str:
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("discovery: error: "), out.stderr
+    return lines[0]
+
+
+def test_invalid_config_is_one_line(tmp_path):
+    line = _one_error_line(run_cli("run", "--run-dir", str(tmp_path / "r"), "--set", "eval.seedz=2"))
+    assert "eval.seeds" in line
+    assert not db_path(tmp_path / "r").exists()
+    line = _one_error_line(run_cli("run", "--run-dir", str(tmp_path / "r"), "--set", "eval.baselines=[nope]"))
+    assert "nope" in line
+
+
+def test_missing_run_dir_on_resume_is_one_line(tmp_path):
+    line = _one_error_line(run_cli("run", "--resume", str(tmp_path / "missing")))
+    assert "no run to resume" in line
+
+
+def test_locked_run_dir_is_one_line_and_leaves_the_archive_alone(tmp_path):
+    from discovery.archive import RunDirLock
+
+    run_dir = tmp_path / "r"
+    with Archive.open(run_dir) as archive:
+        archive.start_run({}, "synthetic", None)
+    before = db_path(run_dir).read_bytes()
+    with RunDirLock(run_dir):
+        line = _one_error_line(run_cli("run", "--resume", str(run_dir), "--quiet"))
+    assert "in use by a live run" in line
+    assert db_path(run_dir).read_bytes() == before
+
+
+def test_unwritable_run_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    line = _one_error_line(run_cli("run", "--run-dir", str(blocker / "r"), "--quiet"))
+    assert "not writable" in line
+    if os.geteuid() != 0:  # root ignores directory permissions
+        parent = tmp_path / "ro"
+        parent.mkdir()
+        parent.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        try:
+            line = _one_error_line(run_cli("run", "--run-dir", str(parent / "r"), "--quiet"))
+        finally:
+            parent.chmod(stat.S_IRWXU)
+        assert "not writable" in line
+
+
+def test_existing_run_dir_without_resume_is_refused(tmp_path):
+    with Archive.open(tmp_path) as archive:
+        archive.start_run({}, "synthetic", None)
+    line = _one_error_line(run_cli("run", "--run-dir", str(tmp_path), "--quiet"))
+    assert "--resume" in line
+    json.dumps(line)
