@@ -68,6 +68,7 @@ class SandboxConfig:
     max_file_mb: int = 16
     max_open_files: int = 64
     train_timeout: float = 600.0  # wall-clock seconds for one training run
+    max_call_seconds: float = 0.25  # one forward+backward of the candidate at B=64
 
 
 @dataclass

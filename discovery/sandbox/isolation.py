@@ -84,6 +84,13 @@ def bwrap_command(scratch_base: str) -> list[str] | None:
     return cmd if probe.returncode == 0 else None
 
 
+def import_path() -> list[str]:
+    """The host's module search path (absolute), with this package's root first."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = [root] + [os.path.abspath(p or os.getcwd()) for p in sys.path]
+    return list(dict.fromkeys(paths))
+
+
 BWRAP_LAYERS = ["bwrap", "readonly-fs", "pid-namespace", "net-namespace", "no-capabilities"]
 
 
@@ -116,11 +123,11 @@ class IsolatedRunner:
         resp_r, resp_w = os.pipe()
         config = {"preload": list(self.preload), "setup": self.setup, "setup_payload": self.setup_payload,
                   "scratch_base": self._scratch_base, "threads": self.threads,
-                  "sys_path": [p for p in sys.path if p]}
+                  "sys_path": import_path()}
         prefix = bwrap_command(self._scratch_base)
         cmd = (prefix or []) + [sys.executable, "-m", "discovery.sandbox.server", str(req_r), str(resp_w)]
         env = sandbox_env.scrubbed(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env["PYTHONPATH"] = os.pathsep.join(import_path())
         env["DISCOVERY_SANDBOX_OUTER"] = ",".join(BWRAP_LAYERS if prefix else [])
         self._server_log = os.path.join(self._scratch_base, "server.log")
         with open(self._server_log, "wb") as log:

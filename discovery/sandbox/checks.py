@@ -1,0 +1,192 @@
+"""Layer 3: the unit checks (shape, finiteness, gradients, purity, determinism, speed). Run inside the child."""
+
+from __future__ import annotations
+
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from discovery.sandbox.loader import FILENAME
+
+BATCH_SIZES = (1, 2, 7, 64)
+BETAS = (0.01, 0.05, 0.1, 0.5, 1.0)
+LOGP_RANGE = (-500.0, -5.0)
+MARGIN_RANGE = (-20.0, 20.0)
+
+
+@dataclass
+class CheckFailure(Exception):
+    check: str
+    message: str
+    line: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"check": self.check, "message": self.message, "line": self.line}
+
+
+class CallTimeout(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Interrupt a Python-level endless loop in the candidate after `seconds` (SIGALRM, child only)."""
+    def _raise(signum, frame):
+        raise CallTimeout()
+
+    previous = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def candidate_line(exc: BaseException) -> int | None:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == FILENAME]
+    return frames[-1].lineno if frames else None
+
+
+def make_inputs(margins, beta: float, dtype=torch.float32, grad: bool = True, seed: int = 0,
+                shift: float = 0.0) -> tuple[list[torch.Tensor], float]:
+    """Realistic summed log-probs in LOGP_RANGE whose margins are exactly `margins`."""
+    margins = torch.as_tensor(margins, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    low, high = LOGP_RANGE[0] + 25, LOGP_RANGE[1] - 25
+    ref_c = torch.empty(len(margins), dtype=torch.float64).uniform_(low, high, generator=gen) + shift
+    ref_r = torch.empty(len(margins), dtype=torch.float64).uniform_(low, high, generator=gen) + shift
+    drift = torch.empty(len(margins), dtype=torch.float64).uniform_(-3, 3, generator=gen)
+    pol_c = ref_c + drift + margins / 2
+    pol_r = ref_r + drift - margins / 2
+    tensors = [t.to(dtype) for t in (pol_c, pol_r, ref_c, ref_r)]
+    for t in tensors[:2]:
+        t.requires_grad_(grad)
+    return tensors, beta
+
+
+def call(fn: Callable, inputs: list[torch.Tensor], beta: float, seconds: float):
+    try:
+        with time_limit(seconds):
+            return fn(*inputs, beta)
+    except CallTimeout:
+        raise CheckFailure("speed", f"the loss did not return within {seconds:g} s (an endless loop?)") from None
+    except CheckFailure:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any candidate error becomes an actionable message
+        line = candidate_line(exc)
+        where = f"line {line}: " if line else ""
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        if "in-place" in text or "inplace" in text:
+            raise CheckFailure("inplace", f"{where}the loss edits an input in place ({text}); "
+                               "compute new tensors instead", line) from None
+        raise CheckFailure("runs", f"{where}{type(exc).__name__}: {text}", line) from None
+
+
+def check_output(out, batch: int) -> torch.Tensor:
+    if isinstance(out, float | int) and not isinstance(out, bool):
+        raise CheckFailure("type", "the loss returns a Python number; return a torch tensor of per-pair "
+                           "losses, shape (B,)")
+    if not isinstance(out, torch.Tensor):
+        raise CheckFailure("type", f"the loss returns {type(out).__name__}; return a torch tensor of shape (B,)")
+    if out.dim() == 0:
+        raise CheckFailure("shape", "return per-pair losses, shape (B,), not the mean")
+    if tuple(out.shape) != (batch,):
+        raise CheckFailure("shape", f"for B={batch} inputs the loss has shape {tuple(out.shape)}; "
+                           f"return shape (B,) = ({batch},)")
+    if not out.is_floating_point():
+        raise CheckFailure("type", f"the loss has dtype {out.dtype}; return a floating tensor")
+    return out
+
+
+def check_pure(fn: Callable, seconds: float) -> None:
+    """Inputs not modified in place, output not aliasing an input (B=7, no grad so in-place is possible)."""
+    inputs, beta = make_inputs(torch.linspace(-5, 5, 7), 0.1, grad=False, seed=1)
+    before = [t.clone() for t in inputs]
+    versions = [t._version for t in inputs]
+    out = check_output(call(fn, inputs, beta, seconds), 7)
+    for name, t, old, version in zip(PARAM_NAMES, inputs, before, versions, strict=True):
+        if t._version != version or not torch.equal(t, old):
+            raise CheckFailure("inplace", f"the loss modifies `{name}` in place; compute new tensors instead")
+    storages = {t.untyped_storage().data_ptr() for t in inputs}
+    if out.untyped_storage().data_ptr() in storages:
+        raise CheckFailure("alias", "the loss returns (a view of) an input tensor; return a new tensor")
+
+
+PARAM_NAMES = ("policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps",
+               "reference_rejected_logps")
+
+
+def check_shapes(fn: Callable, seconds: float) -> None:
+    for batch in BATCH_SIZES:
+        inputs, beta = make_inputs(torch.linspace(-10, 10, batch), 0.1, seed=batch)
+        check_output(call(fn, inputs, beta, seconds), batch)
+
+
+def check_finite_and_gradients(fn: Callable, seconds: float) -> None:
+    """Finite loss and gradients on the realistic grid; gradients exist and are not all zero."""
+    margins = torch.linspace(*MARGIN_RANGE, 64)
+    nonzero = [False, False]
+    for beta in BETAS:
+        inputs, beta = make_inputs(margins, beta, seed=int(beta * 1000))
+        out = check_output(call(fn, inputs, beta, seconds), 64)
+        if not torch.isfinite(out).all():
+            bad = margins[~torch.isfinite(out.detach())][:3].tolist()
+            raise CheckFailure("finite", f"the loss is NaN or Inf at beta={beta:g}, margins {bad} "
+                               f"(log-probs in {LOGP_RANGE}); keep it finite (e.g. logsigmoid, clamp)")
+        if not out.requires_grad:
+            raise CheckFailure("gradient", "the loss has no gradient w.r.t. the policy log-probs "
+                               "(constant or detached); it must depend on them")
+        try:
+            with time_limit(seconds):
+                grads = torch.autograd.grad(out.sum(), inputs[:2], allow_unused=True)
+        except (RuntimeError, CallTimeout) as exc:
+            raise CheckFailure("gradient", f"backward failed: {str(exc).splitlines()[0]}") from None
+        for i, (name, g) in enumerate(zip(PARAM_NAMES[:2], grads, strict=True)):
+            if g is None:
+                raise CheckFailure("gradient", f"the loss does not depend on `{name}` (no gradient); "
+                                   "use both policy log-probs")
+            if not torch.isfinite(g).all():
+                raise CheckFailure("finite", f"the gradient w.r.t. `{name}` is NaN or Inf at beta={beta:g}; "
+                                   "keep the loss smooth and bounded")
+            nonzero[i] = nonzero[i] or bool((g != 0).any())
+    for name, flag in zip(PARAM_NAMES[:2], nonzero, strict=True):
+        if not flag:
+            raise CheckFailure("gradient", f"the gradient w.r.t. `{name}` is zero everywhere on the grid; "
+                               "the loss must respond to it")
+
+
+def check_deterministic(fn: Callable, seconds: float) -> None:
+    inputs, beta = make_inputs(torch.linspace(-10, 10, 16), 0.1, grad=False, seed=3)
+    first = call(fn, inputs, beta, seconds)
+    second = call(fn, inputs, beta, seconds)
+    if not torch.equal(first, second):
+        raise CheckFailure("deterministic", "two calls with the same inputs give different results; "
+                           "no randomness or state")
+
+
+def check_speed(fn: Callable, max_seconds: float, seconds: float) -> float:
+    inputs, beta = make_inputs(torch.linspace(-10, 10, 64), 0.1, seed=4)
+    start = time.perf_counter()
+    out = call(fn, inputs, beta, seconds)
+    out.sum().backward()
+    took = time.perf_counter() - start
+    if took > max_seconds:
+        raise CheckFailure("speed", f"forward+backward at B=64 took {took:.3f} s (limit {max_seconds:g} s); "
+                           "use vectorised tensor operations, no Python loops")
+    return took
+
+
+def run_unit_checks(fn: Callable, max_call_seconds: float) -> float:
+    """Raise CheckFailure at the first failing check; returns the B=64 forward+backward time."""
+    seconds = max(1.0, 4 * max_call_seconds)
+    check_pure(fn, seconds)
+    check_shapes(fn, seconds)
+    check_finite_and_gradients(fn, seconds)
+    check_deterministic(fn, seconds)
+    return check_speed(fn, max_call_seconds, seconds)

@@ -1,0 +1,68 @@
+"""Behavioural fingerprint: loss and gradients on a fixed probe set, rounded and hashed; a distance."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+
+PROBE_BETAS = (0.05, 0.1, 0.5)
+PROBE_MARGINS = (-40.0, -20.0, -10.0, -5.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0)
+SINGLE_MARGINS = (-2.0, 0.0, 2.0)
+DIGITS = 6  # significant digits kept before hashing
+ZERO = 1e-12
+
+
+def probe(fn: Callable) -> tuple[list[float], list[float]]:
+    """(all values hashed into the fingerprint, the gradient values used for distances); float64 inputs."""
+    import torch
+
+    from discovery.sandbox.checks import make_inputs
+
+    hashed: list[float] = []
+    grads: list[float] = []
+    for beta in PROBE_BETAS:
+        configs = [(PROBE_MARGINS, 0.0, 7), (PROBE_MARGINS, 40.0, 8)]
+        configs += [((m,), 0.0, 9) for m in SINGLE_MARGINS]
+        for i, (margins, shift, seed) in enumerate(configs):
+            inputs, b = make_inputs(margins, beta, dtype=torch.float64, seed=seed, shift=shift)
+            out = fn(*inputs, b)
+            g_c, g_r = torch.autograd.grad(out.sum(), inputs[:2], allow_unused=True)
+            g_c = torch.zeros_like(inputs[0]) if g_c is None else g_c
+            g_r = torch.zeros_like(inputs[1]) if g_r is None else g_r
+            hashed += out.detach().double().tolist() + g_c.tolist() + g_r.tolist()
+            if i == 0:
+                grads += g_c.tolist() + g_r.tolist()
+    return hashed, grads
+
+
+def _token(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if abs(value) < ZERO:
+        return "0"
+    return f"{value:.{DIGITS - 1}e}"
+
+
+def digest(values: Sequence[float]) -> str:
+    text = ",".join(_token(float(v)) for v in values)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def distance(a: Sequence[float], b: Sequence[float]) -> float:
+    """Scale-free distance of two probe vectors: RMS of the difference after scaling each to unit RMS.
+
+    0 = the same training signal up to a learning-rate factor; ~1.41 = unrelated; 2 = opposite; inf if
+    either vector is missing, of another length or not finite.
+    """
+    if not a or not b or len(a) != len(b):
+        return math.inf
+    if not all(math.isfinite(x) for x in list(a) + list(b)):
+        return math.inf
+    rms_a = math.sqrt(sum(x * x for x in a) / len(a))
+    rms_b = math.sqrt(sum(x * x for x in b) / len(b))
+    if rms_a < ZERO or rms_b < ZERO:
+        return 0.0 if rms_a < ZERO and rms_b < ZERO else math.inf
+    return math.sqrt(sum((x / rms_a - y / rms_b) ** 2 for x, y in zip(a, b, strict=True)) / len(a))

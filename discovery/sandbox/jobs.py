@@ -1,0 +1,72 @@
+"""Jobs that run candidate code; they execute only inside an IsolatedRunner child."""
+
+from __future__ import annotations
+
+import time
+
+from discovery.sandbox import checks, diagnostics, fingerprint, symbolic
+from discovery.sandbox.checks import CheckFailure, time_limit
+from discovery.sandbox.loader import PolicyError, load_loss
+
+SYMPY_SECONDS = 2.0
+
+
+def _load(code: str):
+    try:
+        return load_loss(code), None
+    except PolicyError as exc:
+        return None, [{"check": "static", "message": v.message, "line": v.line} for v in exc.violations]
+    except Exception as exc:  # noqa: BLE001 - e.g. an error raised while defining the function
+        line = checks.candidate_line(exc)
+        return None, [{"check": "load", "message": f"{type(exc).__name__}: {exc}", "line": line}]
+
+
+def check_job(payload: dict) -> dict:
+    """Unit checks, then (for a valid loss) diagnostics, fingerprint probes and the sympy form."""
+    fn, errors = _load(payload["code"])
+    if errors:
+        return {"errors": errors}
+    try:
+        call_seconds = checks.run_unit_checks(fn, float(payload.get("max_call_seconds", 0.25)))
+        guard = max(1.0, 4 * float(payload.get("max_call_seconds", 0.25)))
+        with time_limit(guard * 4):
+            diag = diagnostics.diagnose(fn)
+            hashed, grads = fingerprint.probe(fn)
+    except CheckFailure as exc:
+        return {"errors": [exc.to_dict()]}
+    except checks.CallTimeout:
+        return {"errors": [{"check": "speed", "message": "diagnostics did not finish in time; the loss is too "
+                            "slow", "line": None}]}
+    except Exception as exc:  # noqa: BLE001 - a diagnostic probe crashed: report it as a check failure
+        line = checks.candidate_line(exc)
+        where = f"line {line}: " if line else ""
+        return {"errors": [{"check": "runs", "message": f"{where}{type(exc).__name__} on the probe set: {exc}",
+                            "line": line}]}
+    diag["call_seconds_b64"] = call_seconds
+    start = time.perf_counter()
+    try:
+        with time_limit(SYMPY_SECONDS):
+            form, latex, note = symbolic.to_sympy(payload["code"])
+    except checks.CallTimeout:
+        form, latex, note = None, None, "no formula: sympy took too long"
+    diag["sympy_note"] = note
+    diag["sympy_seconds"] = time.perf_counter() - start
+    return {"errors": [], "diagnostics": diag, "fingerprint": fingerprint.digest(hashed),
+            "probe_values": grads, "sympy": form, "latex": latex}
+
+
+def curve_job(payload: dict) -> dict:
+    fn, errors = _load(payload["code"])
+    if errors:
+        raise ValueError(errors[0]["message"])
+    with time_limit(10.0):
+        return diagnostics.curve(fn, float(payload["beta"]), [float(m) for m in payload["margins"]])
+
+
+def warm_up(payload: dict) -> None:
+    """Setup hook for a validation server: run the checks once on trusted library code so lazy
+    initialisation (torch dispatch, sympy caches) happens before fork, not in every child."""
+    from discovery import library
+
+    for name in payload.get("losses", ("dpo", "pfl", "aql")):
+        check_job({"code": library.get(name).code})

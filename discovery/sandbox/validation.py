@@ -1,0 +1,110 @@
+"""`validate(code)`: the three sandbox layers in order, one report an LLM (or a person) can act on."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from discovery.config import SandboxConfig
+from discovery.sandbox.isolation import IsolatedRunner, JobResult, Limits
+from discovery.sandbox.static import check_source
+
+CHECK_JOB = "discovery.sandbox.jobs:check_job"
+PRELOAD = ("torch", "sympy", "discovery.sandbox.jobs")
+WARM_UP = "discovery.sandbox.jobs:warm_up"
+
+
+@dataclass
+class CheckError:
+    check: str
+    message: str
+    line: int | None = None
+
+
+@dataclass
+class ValidationReport:
+    valid: bool
+    errors: list[CheckError] = field(default_factory=list)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None
+    probe_values: list[float] = field(default_factory=list)
+    sympy: str | None = None
+    latex: str | None = None
+    isolation: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line: why the loss was rejected (actionable), or that it passed and what it is."""
+        if not self.valid:
+            return "invalid: " + "; ".join(f"[{e.check}] {e.message}" for e in self.errors[:3])
+        form = f"; formula {self.sympy}" if self.sympy else ""
+        return f"valid: fingerprint {self.fingerprint}{form}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_DEFAULT: dict[str, IsolatedRunner] = {}
+_DEFAULT_LOCK = threading.Lock()
+
+
+def validation_runner() -> IsolatedRunner:
+    """A new runner prepared for `validate` (torch and sympy loaded and warmed up before fork)."""
+    return IsolatedRunner(preload=PRELOAD, setup=WARM_UP, threads=1)
+
+
+def default_runner() -> IsolatedRunner:
+    """A process-wide warm runner for validation (started on first use, closed at exit)."""
+    with _DEFAULT_LOCK:
+        runner = _DEFAULT.get("runner")
+        if runner is None:
+            runner = _DEFAULT["runner"] = validation_runner()
+            atexit.register(runner.close)
+        return runner
+
+
+def limits_for(config: SandboxConfig) -> Limits:
+    return Limits.from_config(config)
+
+
+def _job_failure(result: JobResult, config: SandboxConfig) -> CheckError:
+    last = result.error.strip().splitlines()[-1] if result.error.strip() else result.kind
+    if result.kind == "timeout":
+        return CheckError("timeout", f"the checks did not finish within {config.timeout:g} s "
+                          "(an endless loop or far too slow); write a vectorised loss that returns quickly")
+    if result.kind == "memory":
+        return CheckError("memory", f"the loss exceeded the {config.memory_mb} MB memory limit ({last}); "
+                          "allocate nothing larger than the inputs")
+    if result.kind == "policy":
+        return CheckError("policy", f"the loss attempted a forbidden operation ({last}); "
+                          "a loss only computes with its inputs")
+    return CheckError("crash" if result.kind == "crash" else "internal", f"the check process failed: {last}")
+
+
+def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRunner | None = None
+             ) -> ValidationReport:
+    """Static policy in this process, then unit checks/diagnostics/fingerprint in an isolated child."""
+    config = config or SandboxConfig()
+    start = time.perf_counter()
+    violations = check_source(code)
+    if violations:
+        return ValidationReport(valid=False, errors=[CheckError("static", v.message, v.line) for v in violations],
+                                isolation=["static-policy"], seconds=time.perf_counter() - start)
+    runner = runner or default_runner()
+    result = runner.run(CHECK_JOB, {"code": code, "max_call_seconds": config.max_call_seconds},
+                        limits_for(config))
+    isolation = ["static-policy", "restricted-builtins", *result.isolation]
+    if not result.ok:
+        return ValidationReport(valid=False, errors=[_job_failure(result, config)], isolation=isolation,
+                                seconds=time.perf_counter() - start)
+    value = result.value or {}
+    errors = [CheckError(e.get("check", "?"), str(e.get("message", "")), e.get("line"))
+              for e in value.get("errors", [])]
+    return ValidationReport(
+        valid=not errors, errors=errors, diagnostics=value.get("diagnostics", {}),
+        fingerprint=value.get("fingerprint"), probe_values=list(value.get("probe_values") or []),
+        sympy=value.get("sympy"), latex=value.get("latex"), isolation=isolation,
+        seconds=time.perf_counter() - start)
