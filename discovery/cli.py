@@ -14,7 +14,12 @@ from discovery.errors import DiscoveryError
 COMMAND_MODULES = [
     "discovery.commands.losses",
     "discovery.commands.config_cmd",
+    "discovery.commands.validate",
     "discovery.commands.run",
+    "discovery.commands.mtbench",
+    "discovery.commands.archive",
+    "discovery.commands.report",
+    "discovery.commands.export",
 ]
 
 
