@@ -145,3 +145,18 @@ def test_bad_settings_are_clear_errors(stand_ins, tmp_path):
     bad = make_config(stand_ins, tmp_path, task={"dataset": str(tmp_path / "nope"), "options": {"scorer": "heldout"}})
     with pytest.raises(DiscoveryError, match="cannot load"):
         get_task(bad).prepare()
+
+
+def test_shipped_recipes_load():
+    from discovery.config import load_config
+    from discovery.inner_loop.task import TASKS
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
+    paper = load_config(root / "discopop_zephyr_gemma.yaml")
+    t = paper.train
+    assert paper.task.model == "HuggingFaceH4/zephyr-7b-gemma-sft-v0.1" and paper.task.dataset == "argilla/dpo-mix-7k"
+    assert (t.beta, t.learning_rate, t.num_train_epochs, t.max_length) == (0.05, 5e-7, 2, 1024)
+    assert t.per_device_train_batch_size * t.gradient_accumulation_steps * 8 == 128
+    assert (t.lr_scheduler_type, t.warmup_ratio, t.bf16, t.peft) == ("cosine", 0.1, True, False)
+    lora = load_config(root / "hf_dpo_lora_1gpu.yaml")
+    assert lora.train.peft and lora.task.name in TASKS

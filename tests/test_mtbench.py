@@ -186,3 +186,32 @@ def test_cache_survives_a_torn_line(tmp_path):
         judge_answers(data, ANSWERS, judge)
     Path(path).write_text(path.read_text() + '{"key": "trunc')
     assert len(JudgmentCache(path)) == 4
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_mtbench_command_scores_a_saved_model(tmp_path):
+    from conftest import run_cli
+    from fixtures_hf import build_model
+
+    model = build_model(tmp_path / "model")
+    source = build_mtbench(tmp_path / "mt")
+    common = ["--set", f"eval.mtbench_source={source}", "--set", "eval.mtbench_max_new_tokens=5",
+              "--set", f"eval.judge.cache_dir={tmp_path / 'judge'}", "--questions", "1", "--judge-model", "sj"]
+    with ScriptedOpenAIServer(default=rate) as server:
+        proc = run_cli("mtbench", str(model), "--judge-base-url", server.base_url, "--json", *common)
+        n_requests = len(server.chat_requests)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    score = json.loads(proc.stdout)
+    assert score["questions"] == 1 and score["rated"] == 2 and n_requests == 2 and score["judge_model"] == "sj"
+    saved = json.loads((model / "mtbench" / "score.json").read_text())
+    assert saved["overall"] == score["overall"]
+
+    proc = run_cli("mtbench", str(model), "--judge-base-url", "http://127.0.0.1:9/v1", *common,
+                   "--set", "eval.judge.max_retries=0", "--questions", "2")
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("discovery: error: judge sj")
+    assert "2 of 4 judgments are kept" in proc.stderr and "Traceback" not in proc.stderr
