@@ -82,6 +82,9 @@ def call(fn: Callable, inputs: list[torch.Tensor], beta: float, seconds: float):
         line = candidate_line(exc)
         where = f"line {line}: " if line else ""
         text = str(exc).splitlines()[0] if str(exc) else ""
+        if isinstance(exc, MemoryError) or "alloc" in text.lower():
+            raise CheckFailure("memory", f"{where}the loss tried to allocate too much memory ({text[-80:]}); "
+                               "allocate nothing larger than the inputs", line) from None
         if "in-place" in text or "inplace" in text:
             raise CheckFailure("inplace", f"{where}the loss edits an input in place ({text}); "
                                "compute new tensors instead", line) from None
@@ -136,7 +139,7 @@ def check_finite_and_gradients(fn: Callable, seconds: float) -> None:
         inputs, beta = make_inputs(margins, beta, seed=int(beta * 1000))
         out = check_output(call(fn, inputs, beta, seconds), 64)
         if not torch.isfinite(out).all():
-            bad = margins[~torch.isfinite(out.detach())][:3].tolist()
+            bad = [round(m, 2) for m in margins[~torch.isfinite(out.detach())][:3].tolist()]
             raise CheckFailure("finite", f"the loss is NaN or Inf at beta={beta:g}, margins {bad} "
                                f"(log-probs in {LOGP_RANGE}); keep it finite (e.g. logsigmoid, clamp)")
         if not out.requires_grad:

@@ -1,0 +1,1 @@
+"""Hostile jobs and candidates for the sandbox tests."""

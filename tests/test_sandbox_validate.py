@@ -1,0 +1,144 @@
+"""validate(): every library loss valid; broken and hostile candidates rejected with the right reason;
+fingerprints identify rewrites; the CLI's exit codes and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from conftest import run_cli
+from hostile.candidates import BROKEN, HOSTILE, make
+
+from discovery import library
+from discovery.config import SandboxConfig
+from discovery.sandbox import validate
+from discovery.sandbox.fingerprint import distance
+from discovery.sandbox.probe import loss_curve
+from discovery.sandbox.validation import validation_runner
+
+CONFIG = SandboxConfig(timeout=8.0)
+
+
+@pytest.fixture(scope="module")
+def runner():
+    os.environ["OPENAI_API_KEY"] = "sk-validate-secret"
+    with validation_runner() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def library_reports(runner):
+    return {loss.name: validate(loss.code, CONFIG, runner) for loss in library.LOSSES}
+
+
+@pytest.mark.parametrize("name", library.names())
+def test_every_library_loss_is_valid(library_reports, name):
+    report = library_reports[name]
+    assert report.valid, report.summary()
+    assert report.fingerprint and len(report.probe_values) > 0
+    assert "seccomp" in report.isolation or "rlimits" in report.isolation
+    assert report.summary().startswith("valid:")
+
+
+def test_library_fingerprints_are_distinct(library_reports):
+    prints = {r.fingerprint for r in library_reports.values()}
+    assert len(prints) == len(library_reports)
+
+
+def test_diagnostics(library_reports):
+    dpo, ipo, lrml = (library_reports[n].diagnostics for n in ("dpo", "ipo", "lrml"))
+    assert dpo["monotonic"] and dpo["convex"] and dpo["margin_only"] and dpo["beta_first"]
+    assert dpo["slope_at_zero"] < 0 and not dpo["batch_dependent"] and dpo["uses_reference"]
+    assert not ipo["monotonic"] and ipo["convex"] and not ipo["beta_first"]
+    assert not lrml["convex"]
+    assert library_reports["kto_pair"].diagnostics["batch_dependent"]
+    assert not library_reports["sppo_hard"].diagnostics["margin_only"]
+
+
+def test_sympy_forms(library_reports):
+    assert library_reports["dpo"].sympy == "log(1 + exp(-beta*rho))"
+    assert "rho" in library_reports["dpo"].latex
+    assert library_reports["slic"].sympy.startswith("Max(0")
+    assert library_reports["kto_pair"].sympy is None
+    assert library_reports["kto_pair"].diagnostics["sympy_note"].startswith("no formula")
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_candidates_are_rejected_with_the_right_reason(runner, name):
+    code, check = BROKEN[name]
+    report = validate(code, CONFIG, runner)
+    assert not report.valid
+    assert report.errors[0].check == check, report.summary()
+    assert report.summary().startswith("invalid: ")
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_candidates_are_rejected_with_the_right_reason(runner, name, tmp_path):
+    code, check = HOSTILE[name]
+    before = set(os.listdir("/tmp"))
+    report = validate(code.replace("/tmp/", f"{tmp_path}/"), CONFIG, runner)
+    assert not report.valid
+    assert check in {e.check for e in report.errors}, report.summary()
+    assert set(os.listdir("/tmp")) - before == set() and not any(tmp_path.iterdir())
+
+
+def test_the_host_survives_and_the_runner_keeps_working(runner):
+    assert validate(library.get("dpo").code, CONFIG, runner).valid
+    deadline = time.monotonic() + 5
+    while set(os.listdir(runner._scratch_base)) - {"server.log"} and time.monotonic() < deadline:
+        time.sleep(0.05)  # the last child's scratch dir is removed right after its answer went out
+    assert set(os.listdir(runner._scratch_base)) == {"server.log"}
+
+
+DPO_REWRITES = [
+    make("    return F.softplus(-beta * margin)\n"),
+    make("    return torch.log1p(torch.exp(-(margin * beta)))\n"),
+    make("    return -torch.log(torch.sigmoid(beta * margin))\n"),
+    make("    pi = policy_chosen_logps - policy_rejected_logps\n"
+         "    ref = reference_chosen_logps - reference_rejected_logps\n"
+         "    z = beta * pi - beta * ref\n    return torch.log(1 + torch.exp(-z))\n"),
+]
+
+
+def test_equivalent_dpo_rewrites_share_one_fingerprint(runner, library_reports):
+    dpo = library_reports["dpo"]
+    for code in DPO_REWRITES:
+        report = validate(code, CONFIG, runner)
+        assert report.valid, report.summary()
+        assert report.fingerprint == dpo.fingerprint
+        assert distance(report.probe_values, dpo.probe_values) < 1e-6
+
+
+def test_dpo_and_ipo_differ(runner, library_reports):
+    dpo, ipo, cdpo = (library_reports[n] for n in ("dpo", "ipo", "cdpo"))
+    assert dpo.fingerprint != ipo.fingerprint
+    assert distance(dpo.probe_values, ipo.probe_values) > 0.3
+    assert distance(dpo.probe_values, cdpo.probe_values) < distance(dpo.probe_values, ipo.probe_values)
+    scaled = validate(make("    return -2 * F.logsigmoid(beta * margin)\n"), CONFIG, runner)
+    assert scaled.fingerprint != dpo.fingerprint and distance(scaled.probe_values, dpo.probe_values) < 1e-6
+
+
+def test_loss_curve_runs_in_the_sandbox(runner):
+    curve = loss_curve(library.get("dpo").code, 0.1, [-10.0, 0.0, 10.0], runner=runner)
+    assert curve["margin"] == [-10.0, 0.0, 10.0]
+    assert curve["loss"][0] > curve["loss"][1] > curve["loss"][2]
+    assert abs(curve["loss"][1] - 0.6931) < 1e-3 and abs(curve["dloss"][1] + 0.05) < 1e-6
+
+
+def test_cli_validate_exit_codes_and_json(tmp_path):
+    good = tmp_path / "dpo.py"
+    good.write_text(library.get("dpo").code)
+    bad = tmp_path / "scalar.py"
+    bad.write_text(BROKEN["scalar"][0])
+    out = run_cli("validate", str(good), "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["valid"] and data["fingerprint"] and data["latex"] and data["isolation"]
+    assert set(data) >= {"valid", "errors", "diagnostics", "fingerprint", "latex", "isolation", "seconds"}
+    out = run_cli("validate", str(bad))
+    assert out.returncode == 1 and "not the mean" in out.stdout
+    out = run_cli("validate", str(tmp_path / "missing.py"))
+    assert out.returncode == 2 and out.stderr.strip().startswith("discovery: error:")
+    assert "Traceback" not in out.stderr
