@@ -66,6 +66,7 @@ class Task(ABC):
 TASKS: dict[str, str] = {
     "synthetic": "discovery.inner_loop.synthetic:SyntheticTask",
     "hf_dpo": "discovery.inner_loop.hf_dpo:HFDPOTask",
+    "imdb": "discovery.inner_loop.imdb:ImdbTask",
 }
 
 

@@ -1,0 +1,128 @@
+"""Task `imdb` (DiscoPOP section 5.3): positive-sentiment generation, reward vs KL to the reference.
+
+Policy `lvwerra/gpt2-imdb` by default; preference pairs from `task.dataset` (prompt/chosen/rejected);
+reward = P(positive) from a sentiment classifier (`task.options.reward_model`, default
+siebert/sentiment-roberta-large-english); KL per generated token to the reference. Each candidate is
+trained at every beta of the sweep (`eval.betas`, else `train.beta`); the frontier of (KL, reward) points,
+with the reference at (0, its reward), is reported, and fitness is the frontier's reward at the KL
+budget `task.options.kl_budget`. Training and reference caching come from hf_dpo.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+from discovery.candidate import EvalResult
+from discovery.config import RunConfig
+from discovery.inner_loop.hf_dpo import HFDPOTask
+from discovery.inner_loop.task import Fidelity, ProgressFn, TaskInfo
+
+DEFAULTS = {"reward_model": "siebert/sentiment-roberta-large-english", "positive_label": "POSITIVE",
+            "kl_budget": 2.0, "prompts": 32, "max_new_tokens": 48}
+
+
+def reward_at_kl(points: list[tuple[float, float]], budget: float) -> float:
+    """Reward of the upper frontier of (kl, reward) points, linearly interpolated at `budget`."""
+    frontier: list[tuple[float, float]] = []
+    for kl, reward in sorted(points):
+        if not frontier or reward > frontier[-1][1]:
+            frontier.append((kl, reward))
+    if budget <= frontier[0][0]:
+        return frontier[0][1]
+    for (k0, r0), (k1, r1) in zip(frontier, frontier[1:], strict=False):
+        if k0 <= budget <= k1:
+            return r0 + (r1 - r0) * (budget - k0) / max(k1 - k0, 1e-12)
+    return frontier[-1][1]
+
+
+class ImdbTask(HFDPOTask):
+    name = "imdb"
+
+    def __init__(self, config: RunConfig):
+        if not config.task.model:
+            config.task.model = "lvwerra/gpt2-imdb"
+        config.task.options = {**config.task.options, "scorer": "heldout"}
+        super().__init__(config)
+        self.opts = {**DEFAULTS, **{k: v for k, v in config.task.options.items() if k in DEFAULTS}}
+
+    def info(self) -> TaskInfo:
+        return TaskInfo(
+            name=self.name,
+            description=(f"Fine-tune {self.config.task.model} to write positive movie reviews from preference pairs "
+                         "with the candidate loss; a sentiment classifier gives the reward."),
+            fitness_description=(f"P(positive) of generated reviews at a KL budget of {self.opts['kl_budget']} "
+                                 "nats per token to the reference; higher is better"),
+            beta=self.config.train.beta, cost_class="moderate",
+        )
+
+    def prepare(self, progress: ProgressFn | None = None) -> None:
+        super().prepare(progress)
+        meta_path = self.data_dir() / "meta.json"
+        meta = json.loads(meta_path.read_text())
+        if "reference_reward" not in meta:
+            from discovery.inner_loop.hf_data import load_policy
+
+            model, tok = load_policy(meta["policy"])
+            meta["reference_reward"], _ = self._reward_and_kl(model, model, tok, seed=0)
+            meta_path.write_text(json.dumps(meta, indent=2))
+
+    def _prompts(self, tokenizer) -> list[str]:
+        from discovery.inner_loop.hf_data import load_split
+
+        t = self.config.task
+        rows = load_split(t.dataset, t.eval_split or t.dataset_split, self.opts["prompts"])
+        return [p if isinstance(p, str) else p[-1]["content"] for p in rows["prompt"]]
+
+    def _reward_and_kl(self, policy, reference, tokenizer, seed: int) -> tuple[float, float]:
+        """Mean P(positive) of sampled continuations and mean per-token KL(policy || reference) on them."""
+        import torch
+        from transformers import pipeline
+
+        torch.manual_seed(seed)
+        prompts = self._prompts(tokenizer)
+        texts, kls = [], []
+        policy.eval()
+        for prompt in prompts:
+            ids = tokenizer(prompt, return_tensors="pt").to(policy.device)
+            with torch.no_grad():
+                out = policy.generate(**ids, do_sample=True, max_new_tokens=self.opts["max_new_tokens"],
+                                      pad_token_id=tokenizer.pad_token_id)
+                n = ids["input_ids"].shape[1]
+                lp = torch.log_softmax(policy(out).logits[0, n - 1:-1].float(), -1)
+                lr = torch.log_softmax(reference(out).logits[0, n - 1:-1].float(), -1)
+                token = out[0, n:].unsqueeze(-1)
+                kls.append((lp.gather(-1, token) - lr.gather(-1, token)).mean().item() if token.numel() else 0.0)
+            texts.append(tokenizer.decode(out[0, n:], skip_special_tokens=True))
+        classify = pipeline("text-classification", model=self.opts["reward_model"], top_k=None, device=-1)
+        scores = classify(texts, truncation=True)
+        label = self.opts["positive_label"]
+        rewards = [next((s["score"] for s in row if s["label"] == label), 0.0) for row in scores]
+        return sum(rewards) / len(rewards), sum(kls) / len(kls)
+
+    def evaluate(self, code: str, seed: int, fidelity: Fidelity = Fidelity()) -> EvalResult:
+        import tempfile
+
+        from discovery.inner_loop.hf_data import load_policy
+
+        start = time.perf_counter()
+        meta = self._meta()
+        betas = [fidelity.beta] if fidelity.beta is not None else (self.config.eval.betas or [self.config.train.beta])
+        reference, _ = load_policy(meta["policy"])
+        points, metrics, steps = [(0.0, meta["reference_reward"])], {}, 0
+        for beta in betas:
+            with tempfile.TemporaryDirectory(prefix="imdb-") as scratch:
+                trainer, tok, outcome = self.train(code, seed, replace(fidelity, beta=beta), scratch)
+                if not outcome.ok:
+                    return EvalResult(seed, None, metrics, time.perf_counter() - start, outcome.steps,
+                                      fidelity.name, beta, ok=False, reason=f"beta {beta}: {outcome.reason}")
+                reward, kl = self._reward_and_kl(trainer.model, reference, tok, seed)
+            steps += outcome.steps
+            points.append((kl, reward))
+            metrics[f"beta{beta:g}/reward"], metrics[f"beta{beta:g}/kl"] = reward, kl
+        metrics["frontier"] = [{"kl": k, "reward": r} for k, r in sorted(points)]
+        metrics["kl_budget"] = self.opts["kl_budget"]
+        fitness = reward_at_kl(points, float(self.opts["kl_budget"]))
+        return EvalResult(seed, fitness, metrics, time.perf_counter() - start, steps, fidelity.name,
+                          betas[0] if len(betas) == 1 else None)
