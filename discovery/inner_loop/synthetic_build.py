@@ -1,0 +1,132 @@
+"""One-time build of the synthetic task: true language, SFT reference model, preference pairs, ref log-probs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from discovery.errors import ConfigError
+from discovery.inner_loop.language import TrueLanguage
+from discovery.inner_loop.scoring import N_SPECIAL, sample
+from discovery.inner_loop.task import ProgressFn
+from discovery.inner_loop.tinylm import build_llama, build_tokenizer
+from discovery.inner_loop.trainer import add_reference_logps
+
+BUILD_VERSION = 1  # bump when the build changes what it produces
+
+
+@dataclass(frozen=True)
+class SyntheticOptions:
+    """task.options of the synthetic task; every field changes the cache key."""
+
+    vocab: int = 32  # words of the true language
+    successors: int = 4  # allowed next words per word
+    epsilon: float = 0.01  # smoothing mass spread over all next words
+    fluency_weight: float = 1.0  # gold reward = valence + fluency_weight * fluency
+    prompt_len: int = 4
+    completion_len: int = 12
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    sft_sequences: int = 20000
+    sft_steps: int = 1500
+    sft_batch: int = 64
+    sft_lr: float = 3e-3
+    train_pairs: int = 4096
+    heldout_pairs: int = 512
+    eval_prompts: int = 512
+    bt_temperature: float = 0.1  # Bradley-Terry: P(a > b) = sigmoid((r_a - r_b) / T)
+    label_noise: float = 0.1  # extra probability of flipping a label
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, options: dict) -> SyntheticOptions:
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown task.options for synthetic: {', '.join(unknown)}; valid: {', '.join(known)}")
+        defaults = cls()
+        return cls(**{k: type(getattr(defaults, k))(v) for k, v in options.items()})
+
+
+def words(opts: SyntheticOptions) -> list[str]:
+    return [f"w{i}" for i in range(opts.vocab)]
+
+
+def _stage(progress: ProgressFn | None, stage: str, fraction: float) -> None:
+    if progress:
+        progress(stage, fraction)
+
+
+def train_sft(opts: SyntheticOptions, language: TrueLanguage, progress: ProgressFn | None = None):
+    """Plain next-token SFT of a tiny Llama on sequences of the true language: the reference policy."""
+    g = torch.Generator().manual_seed(opts.seed + 1)
+    seqs = language.sample(opts.sft_sequences, opts.prompt_len + opts.completion_len, g) + N_SPECIAL
+    seqs = torch.cat([torch.ones(len(seqs), 1, dtype=torch.long), seqs], dim=1)  # <bos> first
+    model = build_llama(opts.vocab + N_SPECIAL, opts.hidden, opts.layers, opts.heads, seed=opts.seed)
+    optim = torch.optim.AdamW(model.parameters(), lr=opts.sft_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, opts.sft_steps)
+    model.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(opts.seed + 2)
+        for step in range(opts.sft_steps):
+            batch = seqs[torch.randint(len(seqs), (opts.sft_batch,))]
+            loss = model(input_ids=batch, labels=batch).loss
+            loss.backward()
+            optim.step()
+            sched.step()
+            optim.zero_grad(set_to_none=True)
+            if step % 50 == 0:
+                _stage(progress, "sft", step / opts.sft_steps)
+    model.eval()
+    return model, loss.item()
+
+
+def make_pairs(opts: SyntheticOptions, language: TrueLanguage, model, n: int, seed: int) -> dict[str, list]:
+    """n prompts; two reference samples each; Bradley-Terry labels on the gold reward plus label noise."""
+    g = torch.Generator().manual_seed(seed)
+    prompt_words = language.sample(n, opts.prompt_len, g)
+    prompts = torch.cat([torch.ones(n, 1, dtype=torch.long), prompt_words + N_SPECIAL], dim=1)
+    a, _ = sample(model, prompts, opts.completion_len, g)
+    b, _ = sample(model, prompts, opts.completion_len, g)
+    last = prompt_words[:, -1]
+    ra, rb = language.gold_reward(last, a - N_SPECIAL), language.gold_reward(last, b - N_SPECIAL)
+    a_wins = torch.rand(n, generator=g) < torch.sigmoid((ra - rb) / opts.bt_temperature)
+    a_wins ^= torch.rand(n, generator=g) < opts.label_noise
+    chosen = torch.where(a_wins[:, None], a, b)
+    rejected = torch.where(a_wins[:, None], b, a)
+    return {
+        "prompt_ids": prompts.tolist(), "chosen_ids": chosen.tolist(), "rejected_ids": rejected.tolist(),
+        "gold_chosen": torch.where(a_wins, ra, rb).tolist(), "gold_rejected": torch.where(a_wins, rb, ra).tolist(),
+    }
+
+
+def build(opts: SyntheticOptions, target: Path, progress: ProgressFn | None = None) -> None:
+    """Build everything into `target` (written to a temporary folder, then renamed: all or nothing)."""
+    from datasets import Dataset
+
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _stage(progress, "language", 0.0)
+    language = TrueLanguage.random(opts.vocab, opts.successors, opts.epsilon, opts.fluency_weight, opts.seed)
+    torch.save(language.state_dict(), tmp / "language.pt")
+    model, sft_loss = train_sft(opts, language, progress)
+    tokenizer = build_tokenizer(words(opts))
+    model.save_pretrained(tmp / "model")
+    tokenizer.save_pretrained(tmp / "model")
+    splits = {"train": (opts.train_pairs, opts.seed + 3), "heldout": (opts.heldout_pairs, opts.seed + 4)}
+    for i, (name, (n, seed)) in enumerate(splits.items()):
+        _stage(progress, f"pairs:{name}", i / len(splits))
+        ds = Dataset.from_dict(make_pairs(opts, language, model, n, seed))
+        ds = add_reference_logps(model, ds, tokenizer.pad_token_id, batch_size=256)
+        ds.save_to_disk(str(tmp / name))
+    meta = {"options": asdict(opts), "version": BUILD_VERSION, "sft_final_loss": sft_loss}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    _stage(progress, "done", 1.0)
