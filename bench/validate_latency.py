@@ -1,0 +1,82 @@
+"""Warm validation latency per candidate vs a cold-subprocess baseline, measured side by side.
+
+    python bench/validate_latency.py [--rounds 3] [--cold 3]
+
+Warm: `validate()` through one IsolatedRunner (fork server with torch+sympy preloaded and warmed up),
+all 18 library losses, `--rounds` times. Cold: the same checks in a fresh `python` per candidate
+(what a sandbox without a warm server pays). Goal: warm median <= 50 ms on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from discovery import library  # noqa: E402
+from discovery.sandbox import validate  # noqa: E402
+from discovery.sandbox.validation import validation_runner  # noqa: E402
+
+COLD = "import json, sys; from discovery.sandbox.jobs import check_job; check_job({'code': sys.stdin.read()})"
+
+
+def warm_latencies(rounds: int) -> tuple[list[float], float, list[str]]:
+    start = time.perf_counter()
+    with validation_runner() as runner:
+        startup = time.perf_counter() - start
+        times = []
+        for _ in range(rounds):
+            for loss in library.LOSSES:
+                t0 = time.perf_counter()
+                report = validate(loss.code, runner=runner)
+                times.append(time.perf_counter() - t0)
+                assert report.valid, report.summary()
+        return times, startup, report.isolation
+
+
+def cold_latencies(count: int) -> list[float]:
+    times = []
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    for loss in library.LOSSES[:count]:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", COLD], input=loss.code, text=True, check=True, env=env,
+                       capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cold", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    warm, startup, layers = warm_latencies(args.rounds)
+    cold = cold_latencies(args.cold)
+    result = {
+        "warm_median_ms": statistics.median(warm) * 1000, "warm_p90_ms": sorted(warm)[int(0.9 * len(warm))] * 1000,
+        "warm_n": len(warm), "server_startup_s": startup,
+        "cold_median_ms": statistics.median(cold) * 1000, "cold_n": len(cold),
+        "speedup": statistics.median(cold) / statistics.median(warm), "goal_ms": 50,
+        "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "isolation": layers,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"warm validate (fork server): median {result['warm_median_ms']:.1f} ms, p90 {result['warm_p90_ms']:.1f} ms "
+          f"over {len(warm)} validations (server start {startup:.1f} s)")
+    print(f"cold subprocess baseline:    median {result['cold_median_ms']:.1f} ms over {len(cold)} candidates")
+    print(f"speedup: {result['speedup']:.1f}x; goal <= 50 ms warm: {'met' if result['warm_median_ms'] <= 50 else 'NOT met'}"
+          f" (load average {result['load_avg_1m']:.1f} on {result['cpus']} CPUs)")
+    print(f"isolation layers: {', '.join(layers)}")
+
+
+if __name__ == "__main__":
+    main()
