@@ -233,7 +233,8 @@ class DiscoveryLoop:
             self._log(f"evaluation of #{job.candidate_id} seed {job.seed} lost: {exc}")
             return
         cid = job.candidate_id
-        self.archive.add_evaluation(cid, result)
+        if not self.archive.add_evaluation(cid, result):
+            self.archive.log_event("repeated", f"seed {job.seed} {job.fidelity.name} was already stored", cid)
         if cid in self.baseline_ids and self.cache is not None:
             self.cache.put(self._code(cid), result, self._beta(job))
         self.remaining[cid].discard(self._job_key(job))

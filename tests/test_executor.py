@@ -48,9 +48,12 @@ def test_unknown_executor_is_a_config_error():
 
 @pytest.fixture(scope="module")
 def small_config(tmp_path_factory):
+    from test_loop_e2e import TINY_TASK
+
     from discovery.inner_loop.task import get_task
 
-    config = load_config(None, ["train.max_steps=3", f"task.cache_dir={tmp_path_factory.getbasetemp() / 'cache'}"])
+    config = load_config(None, ["train.max_steps=3", f"task.cache_dir={tmp_path_factory.getbasetemp() / 'cache'}",
+                                TINY_TASK])
     get_task(config).prepare(None)
     return config
 

@@ -16,6 +16,9 @@ HEAD = "def {name}(policy_chosen_logps, policy_rejected_logps, reference_chosen_
 MARGIN = ("    margin = (policy_chosen_logps - reference_chosen_logps) - "
           "(policy_rejected_logps - reference_rejected_logps)\n")
 
+# a small synthetic task: prepares in seconds (the defaults are for real runs)
+TINY_TASK = "task.options={sft_steps: 30, sft_sequences: 500, train_pairs: 128, heldout_pairs: 32, eval_prompts: 32}"
+
 CANDIDATES = {
     # a valid new loss
     "a_valid": "import torch.nn.functional as F\n\n\n" + HEAD.format(name="a_valid") + MARGIN
@@ -43,7 +46,7 @@ def small_run_args(replay_dir, cache_dir) -> list[str]:
     return ["--proposer", "replay", "--set", f"proposer.replay_dir={replay_dir}", "--seeds", "1",
             "--workers", "2", "--set", "train.max_steps=3", "--set", "eval.reeval_seeds=1",
             "--set", "eval.promote_fraction=1.0", "--set", "eval.baselines=[dpo]",
-            "--set", f"task.cache_dir={cache_dir}", "--set", "budget.wall_time=600", "--quiet"]
+            "--set", f"task.cache_dir={cache_dir}", "--set", "budget.wall_time=600", "--set", TINY_TASK, "--quiet"]
 
 
 def test_replay_run_stores_each_candidate_with_the_right_status(replay_dir, tmp_path):
