@@ -1,0 +1,51 @@
+"""Jobs run by the sandbox's warm fork server for the inner loop.
+
+`setup` runs once in the server (before any fork): it builds the task from the run config and loads its
+prepared state (model, datasets) into memory, so every forked child shares it copy-on-write and reads no
+files. `evaluate_job` runs in one hardened child per candidate-seed: it loads the candidate with the
+sandbox loader, trains and scores it, and returns the EvalResult as a plain dict.
+
+Payloads: setup {"config": RunConfig.to_dict()}; evaluate_job {"config": ..., "code": str, "seed": int,
+"fidelity": {"name", "steps_fraction", "beta"}}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from discovery.candidate import EvalResult
+from discovery.config import from_dict
+from discovery.inner_loop.task import Fidelity, Task, get_task
+
+_TASKS: dict[tuple[str, str], Task] = {}  # (task name, cache key) -> task with its state loaded
+
+
+def _task(config_dict: dict) -> Task:
+    task = get_task(from_dict(config_dict))
+    key = (task.name, task.cache_key())
+    if key not in _TASKS:
+        load = getattr(task, "load", None)
+        if load is not None:
+            load()
+        _TASKS[key] = task
+    cached = _TASKS[key]
+    cached.config = task.config  # same prepared state; this run's train/eval settings
+    return cached
+
+
+def setup(payload: dict) -> None:
+    """Preload the task's prepared state in the warm server."""
+    _task(payload["config"])
+
+
+def evaluate_job(payload: dict) -> dict:
+    """Train and score one candidate at one seed; a fault of the candidate is a failed result, not a crash."""
+    task = _task(payload["config"])
+    fidelity = Fidelity(**payload.get("fidelity", {}))
+    seed = int(payload["seed"])
+    try:
+        result = task.evaluate(payload["code"], seed, fidelity)
+    except Exception as exc:  # noqa: BLE001 - candidate code raised during training or scoring
+        result = EvalResult(seed=seed, fitness=None, ok=False, fidelity=fidelity.name,
+                            reason=f"{type(exc).__name__}: {exc}"[:500])
+    return dataclasses.asdict(result)
