@@ -25,7 +25,8 @@ def run(args) -> int:
     from discovery.export.build import export_candidate
 
     out = Path(args.output)
-    result = export_candidate(args.run_dir, candidate_id=args.id, best=args.best, fmt=args.format)
+    name = out.stem if out.stem.isidentifier() else "my_loss"
+    result = export_candidate(args.run_dir, candidate_id=args.id, best=args.best, fmt=args.format, module_name=name)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(result.text, encoding="utf-8")

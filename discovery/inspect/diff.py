@@ -42,6 +42,14 @@ def metric_deltas(a: CandidateRow, b: CandidateRow) -> dict[str, dict[str, float
     return out
 
 
+def _number(value, sign: bool = False) -> str:
+    if isinstance(value, int):
+        return f"{value:+d}" if sign else str(value)
+    if sign and value is not None:
+        return f"{value:+.4f}"
+    return format_number(value, 4)
+
+
 def render_diff(doc: dict[str, Any], console: Console) -> None:
     a, b = doc["a"], doc["b"]
     if doc["code_diff"]:
@@ -52,7 +60,6 @@ def render_diff(doc: dict[str, Any], console: Console) -> None:
     for col in ("metric", "A", "B", "B - A"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for key, v in doc["deltas"].items():
-        table.add_row(key, format_number(v["a"], 4), format_number(v["b"], 4),
-                      "-" if v["delta"] is None else f"{v['delta']:+.4f}")
+        table.add_row(key, _number(v["a"]), _number(v["b"]), _number(v["delta"], sign=True))
     table.add_row("status", a["status"], b["status"], "")
     console.print(table)

@@ -14,9 +14,9 @@ from rich.text import Text
 from discovery.archive import Archive, CandidateDetail
 from discovery.inspect.views import (
     CandidateRow,
-    jsonable,
     format_fitness,
     format_number,
+    jsonable,
     per_beta,
     row_of,
     train_beta,
@@ -31,7 +31,7 @@ def list_table(rows: list[CandidateRow], title: str) -> Table:
         table.add_column(col, overflow="fold", justify="right" if col in ("id", "gen", "KL", "cost") else "left")
     for r in rows:
         name = Text(r.name + (" (baseline)" if r.baseline else ""), style="cyan" if r.baseline else "")
-        status = r.status + (f": {r.reason}" if r.reason and r.status in ("invalid", "failed") else "")
+        status = r.status + (f": {r.reason}" if r.reason and r.duplicate_of is None else "")
         if r.duplicate_of is not None:
             status += f" of #{r.duplicate_of}"
         table.add_row(str(r.id), str(r.generation), name, status, format_fitness(r), format_number(r.kl),
