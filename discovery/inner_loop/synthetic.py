@@ -88,8 +88,15 @@ class SyntheticTask(Task):
             if progress:
                 progress("cached", 1.0)
             return
+        import torch
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        build(self.options, self.path, progress)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.config.train.threads or 1)  # a tiny model: more threads only contend
+        try:
+            build(self.options, self.path, progress)
+        finally:
+            torch.set_num_threads(threads)
 
     def load(self) -> SyntheticState:
         """The prepared state, read once per process."""
@@ -105,6 +112,10 @@ class SyntheticTask(Task):
         from discovery.sandbox.loader import load_loss
 
         return self.evaluate_fn(load_loss(code), seed, fidelity)
+
+    def evaluate_reference(self, seed: int, fidelity: Fidelity = Fidelity()) -> EvalResult:
+        """Score the untrained SFT policy (no candidate code): the floor a useful loss must beat."""
+        return self.evaluate_fn(None, seed, fidelity)
 
     def evaluate_fn(self, loss_fn, seed: int, fidelity: Fidelity = Fidelity()) -> EvalResult:
         """Train a copy of the reference with `loss_fn` (None = no training: the SFT policy) and score it."""

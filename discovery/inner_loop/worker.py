@@ -5,8 +5,8 @@ prepared state (model, datasets) into memory, so every forked child shares it co
 files. `evaluate_job` runs in one hardened child per candidate-seed: it loads the candidate with the
 sandbox loader, trains and scores it, and returns the EvalResult as a plain dict.
 
-Payloads: setup {"config": RunConfig.to_dict()}; evaluate_job {"config": ..., "code": str, "seed": int,
-"fidelity": {"name", "steps_fraction", "beta"}}.
+Payloads: setup {"config": RunConfig.to_dict()}; evaluate_job {"config": ..., "code": str | None (None = the
+untrained reference, for tasks that define `evaluate_reference`), "seed": int, "fidelity": {"name", "steps_fraction", "beta"}}.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ def evaluate_job(payload: dict) -> dict:
     fidelity = Fidelity(**payload.get("fidelity", {}))
     seed = int(payload["seed"])
     try:
-        result = task.evaluate(payload["code"], seed, fidelity)
+        if payload.get("code") is None:  # the untrained reference policy: a baseline row, no candidate code
+            result = task.evaluate_reference(seed, fidelity)
+        else:
+            result = task.evaluate(payload["code"], seed, fidelity)
     except Exception as exc:  # noqa: BLE001 - candidate code raised during training or scoring
         result = EvalResult(seed=seed, fitness=None, ok=False, fidelity=fidelity.name,
                             reason=f"{type(exc).__name__}: {exc}"[:500])
