@@ -63,6 +63,9 @@ def test_real_05b_lora_dpo_scored_by_a_llama_cpp_judge(test_gguf, llama_judge, t
     folder, name = str(Path(test_gguf).parent), Path(test_gguf).name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    model.hf_quantizer = None  # GGUF weights are dequantized in memory: save them as a plain checkpoint
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     model.save_pretrained(tmp_path / "qwen05")
     tokenizer.save_pretrained(tmp_path / "qwen05")
     del model
