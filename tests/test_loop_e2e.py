@@ -64,7 +64,10 @@ def test_replay_run_stores_each_candidate_with_the_right_status(replay_dir, tmp_
         assert archive.evaluations(dup.id) == []  # never trained
         assert by_name["c_invalid"].status == Status.INVALID and "os" in by_name["c_invalid"].reason
         assert archive.evaluations(by_name["c_invalid"].id) == []
-        assert by_name["d_diverging"].status == Status.FAILED and by_name["d_diverging"].reason
+        # non-finite losses are caught by the sandbox's probes, or else by training's NaN/Inf stop
+        diverging = by_name["d_diverging"]
+        assert diverging.status in (Status.INVALID, Status.FAILED) and diverging.reason
+        assert archive.summary(diverging.id).fitness is None
         info = archive.run_info()
         assert info.versions["trl"] and info.task_name == "synthetic" and info.ended_at
     assert (run_dir / "run.log").read_text()
@@ -75,7 +78,7 @@ def test_replay_run_stores_each_candidate_with_the_right_status(replay_dir, tmp_
     with Archive.open(run_dir, readonly=True) as a1, Archive.open(run2, readonly=True) as a2:
         e1 = [(e.result.seed, e.result.fidelity, e.result.fitness) for e in a1.evaluations(a1.baseline("dpo").id)]
         e2 = [(e.result.seed, e.result.fidelity, e.result.fitness) for e in a2.evaluations(a2.baseline("dpo").id)]
-        assert e1 == e2
+        assert sorted(e1) == sorted(e2) and len(e1) == 2  # screen + full, same values: from the cache
 
 
 def _one_error_line(out) -> str:

@@ -146,7 +146,7 @@ def run_command(args) -> int:
     if not args.quiet:
         out.print(summary_table(result, top))
     for line in closing_lines(str(run_dir), result):
-        out.print(line, markup=False, highlight=False)
+        print(line)  # plain: never wrapped, so it can be copied and parsed
     if result.error:
         raise DiscoveryError(f"the run stopped early: {result.error}; continue with --resume {run_dir}", 1)
     return 0
