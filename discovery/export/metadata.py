@@ -30,11 +30,14 @@ def class_name(function_name: str) -> str:
 
 def fitness_block(summary: CandidateSummary, archive: Archive) -> dict[str, Any]:
     f = summary.fitness
-    seeds = sorted({e.result.seed for e in archive.evaluations(summary.id, fidelity=summary.fidelity)
-                    if e.result.ok}) if summary.fidelity else []
+    used = [e.result for e in archive.evaluations(summary.id, fidelity=summary.fidelity)
+            if e.result.ok] if summary.fidelity else []
+    seeds = sorted({r.seed for r in used})
+    betas = sorted({r.beta for r in used if r.beta is not None})
     if f is None:
-        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0, "seeds": [], "fidelity": None}
+        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0, "seeds": [], "betas": [], "fidelity": None}
     return jsonable({"mean": f.mean, "ci_low": f.ci_low, "ci_high": f.ci_high, "n": f.n, "seeds": seeds,
+                     "betas": betas,
                      "values": list(f.values), "fidelity": summary.fidelity, "level": 0.95,
                      "interval": "Student t over seeds"})
 
@@ -80,4 +83,6 @@ def fitness_line(fitness: dict[str, Any]) -> str:
         ci = "no CI (one seed)"
     else:
         ci = f"± {(high - low) / 2:.4f} (95% CI [{low:.4f}, {high:.4f}], Student t)"
-    return f"{fitness['mean']:.4f} {ci}, n = {fitness['n']} seeds {fitness['seeds']} at {fitness['fidelity']} fidelity"
+    over = f"seeds {fitness['seeds']}" + (f" x betas {fitness['betas']}" if fitness.get("betas") else "")
+    return (f"{fitness['mean']:.4f} {ci}, n = {fitness['n']} evaluations ({over}) "
+            f"at {fitness['fidelity']} fidelity")

@@ -96,6 +96,6 @@ def render_module(meta: dict[str, Any], code: str, cases: list[dict[str, Any]], 
 def render_json(meta: dict[str, Any], code: str, cases: list[dict[str, Any]]) -> str:
     from discovery.inspect.views import jsonable
 
-    doc = {**meta, "code": code, "selftest": {"rtol": 1e-5, "atol": 1e-8, "dtype": "float64",
-                                              "cases": jsonable(cases)}}
+    doc = {**meta, "code": code,
+           "selftest": {**meta.get("selftest", {}), "dtype": "float64", "cases": jsonable(cases)}}
     return json.dumps(doc, indent=2, sort_keys=False, allow_nan=False, default=str) + "\n"

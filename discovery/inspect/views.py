@@ -64,6 +64,8 @@ def jsonable(value: Any) -> Any:
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # numpy / torch scalars
+        value = value.item()
     return _finite_or_none(value)
 
 
