@@ -134,6 +134,7 @@ class SyntheticTask(Task):
         scores = score_policy(policy, state.reference, state.language, state.eval_prompts,
                               self.options.completion_len, seed, state.heldout, state.tokenizer.pad_token_id)
         metrics = {k: v for k, v in scores.items() if k != "fitness"}
+        metrics["peak_rss_mb"] = _peak_rss_mb()
         steps = 0
         if outcome is not None:
             metrics.update(_prefixed(outcome.metrics))
@@ -177,6 +178,13 @@ def dpo_config(train, seed: int, beta: float, steps_fraction: float = 1.0):
         logging_steps=max(1, steps // 4), report_to="none", save_strategy="no", disable_tqdm=True,
         dataloader_num_workers=0, **device_defaults(),
     )
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (a forked worker counts the shared pages it touched)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _prefixed(metrics: dict) -> dict:

@@ -22,7 +22,9 @@ API
   chunked fused head costs 2.4x per step there) and TRL's fused head on CUDA (saves logits memory).
 - Logged per step (TRL's names): loss, rewards/{chosen,rejected,accuracies,margins}, logps/{chosen,rejected},
   mean_token_accuracy (top-1 accuracy on chosen completion tokens).
-- A non-finite loss or gradient stops training: `run()` returns ok=False with the step and the reason.
+- A non-finite loss, or a non-finite gradient of the loss w.r.t. the summed log-probs (a backward hook: the
+  candidate's own gradient, where a loss can turn NaN/Inf), stops training before the optimizer step:
+  `run()` returns ok=False with the step and the reason.
 - Settings: `use_cpu=True, bf16=False` on CPU; `bf16=True` on a GPU (see `device_defaults`).
 """
 
@@ -42,6 +44,8 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 LossFn = Callable[..., torch.Tensor]
 TOKENIZED = ("prompt_ids", "chosen_ids", "rejected_ids")
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
+           "logps/rejected", "mean_token_accuracy")
 
 
 class NonFiniteError(RuntimeError):
@@ -168,7 +172,10 @@ class CandidateDPOTrainer(DPOTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
         logps, hits, mask = self._policy_logps(model, inputs)
-        chosen, rejected = logps.float().chunk(2, dim=0)
+        logps = logps.float()
+        if logps.requires_grad:
+            logps.register_hook(self._check_gradient)
+        chosen, rejected = logps.chunk(2, dim=0)
         ref_chosen = inputs["ref_chosen_logps"].to(chosen)
         ref_rejected = inputs["ref_rejected_logps"].to(chosen)
         loss = self._candidate_loss(chosen, rejected, ref_chosen, ref_rejected)
@@ -178,27 +185,24 @@ class CandidateDPOTrainer(DPOTrainer):
         return (loss, {"logps": logps}) if return_outputs else loss
 
     def _log_metrics(self, mode, chosen, rejected, ref_chosen, ref_rejected, hits, mask) -> None:
-        m = self._metrics[mode]
         chosen_rewards = self.beta * (chosen - ref_chosen)
         rejected_rewards = self.beta * (rejected - ref_rejected)
-        m["rewards/chosen"].append(chosen_rewards.mean().item())
-        m["rewards/rejected"].append(rejected_rewards.mean().item())
-        m["rewards/accuracies"].append((chosen_rewards > rejected_rewards).float().mean().item())
-        m["rewards/margins"].append((chosen_rewards - rejected_rewards).mean().item())
-        m["logps/chosen"].append(chosen.mean().item())
-        m["logps/rejected"].append(rejected.mean().item())
         chosen_hits, _ = hits.chunk(2, dim=0)
         chosen_mask, _ = mask.chunk(2, dim=0)
-        m["mean_token_accuracy"].append((chosen_hits.sum() / chosen_mask.sum().clamp(min=1)).item())
+        values = torch.stack([
+            chosen_rewards.mean(), rejected_rewards.mean(), (chosen_rewards > rejected_rewards).float().mean(),
+            (chosen_rewards - rejected_rewards).mean(), chosen.mean(), rejected.mean(),
+            chosen_hits.sum() / chosen_mask.sum().clamp(min=1),
+        ]).tolist()  # one device sync for all metrics
+        for key, value in zip(METRICS, values, strict=True):
+            self._metrics[mode][key].append(value)
 
     # ---------------------------------------------------------------- NaN/Inf guard on gradients
 
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads))).all():
+    def _check_gradient(self, grad: torch.Tensor) -> None:
+        """Backward hook on the summed log-probs: the candidate's gradient, where it can turn NaN/Inf."""
+        if not torch.isfinite(grad).all():
             raise NonFiniteError(self.state.global_step + 1, "non-finite gradient")
-        return loss
 
     # ---------------------------------------------------------------- one call that never raises on NaN
 
