@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from proposer_support import local_validate
+from proposer_support import best_validator
 from scripted_openai_server import Reply, ScriptedOpenAIServer, json_reply
 
 from discovery import library
@@ -18,7 +18,8 @@ from discovery.proposer import ProposalContext, ProposerError, make_proposer
 TASK = TaskInfo("synthetic", "a toy preference task", "the held-out preference accuracy", 0.1, "cheap")
 GOOD = library.get("cell").code
 WRONG_SIGNATURE = GOOD.replace("beta):", "beta, tau):")
-FAST = {"retry-after-ms": "10"}  # the openai client honours it: retries without long back-off
+FAST = {"retry-after-ms": "10"}
+VALIDATE = best_validator()  # discovery.sandbox.validate (the stand-in only before the sandbox existed)  # the openai client honours it: retries without long back-off
 
 
 def proposer_for(server: ScriptedOpenAIServer, **overrides):
@@ -31,7 +32,7 @@ def proposer_for(server: ScriptedOpenAIServer, **overrides):
     for key, value in overrides.items():
         section, field = key.split("__")
         setattr(getattr(config, section), field, value)
-    return make_proposer(config, lambda code: local_validate(code))
+    return make_proposer(config, VALIDATE)
 
 
 def context() -> ProposalContext:
@@ -109,7 +110,7 @@ def test_fix_up_loop_sends_the_validator_error_back_and_records_every_attempt():
     assert [a.kind for a in proposal.attempts] == ["propose", "fix", "fix"]
     assert len({a.prompt_hash for a in proposal.attempts}) == 3
     fix_prompt = server.chat_requests[2]["messages"][-1]["content"]
-    assert "must take (policy_chosen_logps" in fix_prompt and "beta, tau" in fix_prompt
+    assert VALIDATE(WRONG_SIGNATURE).summary() in fix_prompt and "beta, tau" in fix_prompt
     assert len(proposal.calls) == 3 and all(c.reply for c in proposal.calls)
 
 
@@ -117,7 +118,7 @@ def test_wrong_signature_without_fix_attempts_is_rejected_with_the_validator_rea
     with ScriptedOpenAIServer([json_reply("t", "wrong", WRONG_SIGNATURE)]) as server:
         proposal = proposer_for(server, proposer__max_fix_attempts=0).propose(context())
     assert proposal.candidate.status == Status.INVALID
-    assert "must take" in proposal.candidate.reason
+    assert "signature" in proposal.candidate.reason
     assert proposal.candidate.code == WRONG_SIGNATURE
 
 

@@ -83,6 +83,7 @@ class Attempt:
     thought: str = ""
     call: LLMCall | None = None
     fingerprint: str | None = None
+    edits: list[str] = field(default_factory=list)  # mechanical repairs applied before validation
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -50,7 +50,8 @@ class Entry:
 
 
 def summary(c: Candidate) -> str:
-    parts = [f"fitness {c.fitness}" if c.fitness else f"status {c.status}"]
+    parts = [f"fitness {c.fitness}" if c.fitness else "not evaluated yet" if c.status == Status.PROPOSED
+             else f"status {c.status}"]
     metrics = {k: v for k, v in (c.metrics or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)}
     keys = [k for k in metrics if any(tag in k.lower() for tag in _KEY_METRICS)][:4]
     parts += [f"{k} {metrics[k]:.4g}" for k in keys]

@@ -129,3 +129,34 @@ def _prose(text: str) -> str:
 
 def _head(text: str) -> str:
     return repr(text[:60])
+
+
+_ALLOWED_BINDINGS = {"torch": "import torch", "F": "import torch.nn.functional as F", "math": "import math"}
+
+
+def normalize(code: str) -> tuple[str, list[str]]:
+    """Mechanical repairs that need no LLM call: add missing allowed imports, drop unused imports.
+
+    Returns the code and a note per edit. Code that does not parse is returned unchanged.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code, []
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    bound: set[str] = set()
+    drop: set[int] = set()
+    notes: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [(a.asname or a.name).split(".")[0] for a in node.names]
+            if not any(name in used for name in names):
+                drop.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+                notes.append(f"removed unused `{ast.unparse(node)}`")
+            bound.update(names)
+    lines = [line for i, line in enumerate(code.splitlines(), 1) if i not in drop]
+    missing = [stmt for name, stmt in _ALLOWED_BINDINGS.items() if name in used and name not in bound]
+    notes += [f"added `{stmt}`" for stmt in missing]
+    if not notes:
+        return code, []
+    return "\n".join(missing + lines).strip("\n") + "\n", notes

@@ -19,7 +19,7 @@ from discovery.proposer.base import (
     prompt_hash,
 )
 from discovery.proposer.client import ChatClient, ChatReply, estimate_tokens
-from discovery.proposer.extract import extract
+from discovery.proposer.extract import extract, normalize
 
 _ANSWER_MARGIN = 128  # tokens kept free beyond max_tokens for chat-template overhead
 
@@ -39,9 +39,9 @@ class LLMProposer(Proposer):
     # ------------------------------------------------------------------ prompts
 
     def system_prompt(self, task) -> str:
-        return templates.render("system", contract=contract.DESCRIPTION, example=contract.EXAMPLE,
+        return templates.render("system", contract=contract.DESCRIPTION,
                                 task_description=task.description, fitness_description=task.fitness_description,
-                                beta=task.beta)
+                                beta=task.beta, params=contract.PARAMS)
 
     def propose_prompt(self, context: ProposalContext, system: str) -> str:
         budget = self.config.context_window - self.config.max_tokens - _ANSWER_MARGIN - estimate_tokens(system)
@@ -83,6 +83,7 @@ class LLMProposer(Proposer):
 
     def _judge(self, index: int, messages, reply: ChatReply):
         found = extract(reply.text)
+        found.code, edits = normalize(found.code) if found.ok else (found.code, [])
         report = None
         if not found.ok and reply.finish_reason == "length":
             verdict = "truncated"
@@ -102,7 +103,7 @@ class LLMProposer(Proposer):
         self.ledger.record(call)
         attempt = Attempt(index=index, kind="fix" if index else "propose", prompt_hash=phash, reply=reply.text,
                           verdict=verdict, reason=reason, name=found.name, code=found.code, thought=found.thought,
-                          call=call, fingerprint=getattr(report, "fingerprint", None))
+                          call=call, fingerprint=getattr(report, "fingerprint", None), edits=edits)
         return attempt, report
 
     def _candidate(self, context: ProposalContext, attempts: list[Attempt], report) -> Candidate:
