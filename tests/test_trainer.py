@@ -36,7 +36,7 @@ def _config(**kw) -> DPOConfig:
     return DPOConfig(
         output_dir="/tmp/discovery-test-trainer", per_device_train_batch_size=BATCH, report_to="none",
         save_strategy="no", gradient_checkpointing=False, disable_dropout=True, dataloader_num_workers=0,
-        logging_steps=1, disable_tqdm=True, **device_defaults(), **kw,
+        logging_steps=1, disable_tqdm=True, **{**device_defaults(), "bf16": False}, **kw,  # exact: fp32 everywhere
     )
 
 
@@ -84,8 +84,10 @@ def test_same_loss_and_gradients_as_trl(setup, loss):
 
     trl_model.train()
     ours_model.train()
-    trl_loss = trl.compute_loss(trl_model, trl.data_collator([trl.train_dataset[i] for i in range(BATCH)]))
-    our_loss = ours.compute_loss(ours_model, ours.data_collator([tokenized[i] for i in range(BATCH)]))
+    trl_batch = trl._prepare_inputs(trl.data_collator([trl.train_dataset[i] for i in range(BATCH)]))
+    our_batch = ours._prepare_inputs(ours.data_collator([tokenized[i] for i in range(BATCH)]))
+    trl_loss = trl.compute_loss(trl_model, trl_batch)
+    our_loss = ours.compute_loss(ours_model, our_batch)
     trl_loss.backward()
     our_loss.backward()
     assert abs(trl_loss.item() - 0.0) > 1e-3  # a non-trivial point: policy != reference

@@ -127,6 +127,7 @@ class SyntheticTask(Task):
         policy, outcome = copy.deepcopy(state.reference), None
         if loss_fn is not None:
             outcome = self._train(policy, loss_fn, seed, fidelity, beta)
+            policy = policy.to("cpu")  # scored on CPU like the reference, whatever device trained it
             if not outcome.ok:
                 return EvalResult(seed=seed, fitness=None, metrics=_prefixed(outcome.metrics), ok=False,
                                   reason=outcome.reason, steps=outcome.steps, fidelity=fidelity.name, beta=beta,
