@@ -119,6 +119,22 @@ def test_fidelity_scales_steps_and_beta(task, runner):
     assert result.ok and result.steps == 10 and result.beta == 0.5 and result.fidelity == "screen"
 
 
+def test_beta_sweep_reports_frontier(task, runner, small_args):
+    from rich.progress import Progress
+
+    from discovery.commands.evaluate import evaluate_code
+
+    sweep_task = get_task(load_config(None, [*small_args, "eval.betas=[0.05,0.5]"]))
+    assert sweep_task.cache_key() == task.cache_key()
+    with Progress(disable=True) as progress:
+        row = evaluate_code(sweep_task, library.get("dpo").code, runner, [0], progress, "dpo")
+    assert [e["beta"] for e in row["results"]] == [0.05, 0.5]
+    assert all(e["seeds"][0]["beta"] == e["beta"] for e in row["results"])
+    kl = {e["beta"]: e["metrics"]["kl"] for e in row["results"]}
+    assert kl[0.05] > kl[0.5]  # weaker regularisation drifts further from the reference
+    assert row["sweep"]["robustness"] == min(e["fitness"]["mean"] for e in row["results"])
+
+
 def test_cli_evaluate_and_errors(task, small_args, tmp_path):
     loss = tmp_path / "dpo.py"
     loss.write_text(library.get("dpo").code)
