@@ -30,6 +30,13 @@ def test_yaml_then_overrides(tmp_path):
     assert config.train.max_length == RunConfig().train.max_length  # untouched defaults survive
 
 
+def test_exponent_without_dot_is_a_number(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  learning_rate: 5e-7\n")
+    assert load_config(path, ["train.beta=5e-2"]).train.learning_rate == 5e-7
+    assert load_config(None, ["train.beta=5e-2"]).train.beta == 0.05
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
