@@ -52,6 +52,7 @@ def run(path: str, n: int, validate, args) -> dict:
     p = config.proposer
     p.backend, p.model, p.context_window, p.max_tokens = "llamacpp", path, args.context_window, args.max_tokens
     p.n_threads, p.max_fix_attempts, p.temperature, p.seed = args.threads, args.fix, args.temperature, args.seed
+    p.response_format = args.response_format
     library_prints = {validate(loss.code).fingerprint for loss in library.LOSSES}
     baselines = [Candidate(name=loss.name, code=loss.code, origin=Origin.LIBRARY, status=Status.PROPOSED)
                  for loss in library.LOSSES]
@@ -81,14 +82,16 @@ def main() -> None:
     parser.add_argument("--gguf", help="a local GGUF instead of --models")
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--fix", type=int, default=2, help="proposer.max_fix_attempts")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="server threads (default: llama.cpp's)")
     parser.add_argument("--context-window", type=int, default=4096)
     parser.add_argument("--max-tokens", type=int, default=768)
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--response-format", default="auto", help="proposer.response_format")
     args = parser.parse_args()
     validate, which = validator()
-    print(f"validator: {which}; n={args.n}; max_fix_attempts={args.fix}; threads={args.threads}")
+    print(f"validator: {which}; n={args.n}; max_fix_attempts={args.fix}; threads={args.threads}; "
+          f"response_format={args.response_format}")
     models = [(args.gguf, args.gguf)] if args.gguf else [(m, gguf(m)) for m in args.models]
     results = []
     for label, path in models:

@@ -57,6 +57,7 @@ class ChatClient:
         self.max_tokens = max_tokens
         self.response_format = response_format
         self.seed = seed
+        self._requests = 0  # request i samples with seed + i: reproducible, yet not the same answer each time
         self._lock = threading.Lock()
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout,
                                      max_retries=max_retries)
@@ -96,7 +97,9 @@ class ChatClient:
         elif mode == "json_object":
             extra["response_format"] = {"type": "json_object", "schema": RESPONSE_SCHEMA}
         if self.seed is not None:
-            extra["seed"] = self.seed
+            with self._lock:
+                extra["seed"] = self.seed + self._requests
+                self._requests += 1
         return self._client.chat.completions.create(
             model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens, **extra)
 

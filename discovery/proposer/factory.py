@@ -60,8 +60,10 @@ def _llamacpp(config: RunConfig, validator: Validator, ledger: Ledger) -> Propos
     server = LlamaCppServer(path, n_ctx=p.context_window, n_threads=p.n_threads, seed=p.seed,
                             start_timeout=max(p.timeout, 60.0))
     try:
-        # llama-cpp-python's server takes JSON mode with a schema ("json_object"), not "json_schema"
-        fmt = "json_object" if p.response_format == "auto" else p.response_format
+        # Measured (bench/proposer_validity.py): grammar-constrained JSON makes small local models write
+        # empty or broken "code" strings, so "auto" means text + robust extraction here; "json_object"
+        # (llama-cpp-python's JSON mode with our schema) stays available.
+        fmt = "text" if p.response_format == "auto" else p.response_format
         client = _client(config, server.base_url, "", p.model, fmt)
         return LlamaCppProposer(server, client, validator, p, ledger, PriceTable.build(p.prices, local=True),
                                 name="llamacpp")

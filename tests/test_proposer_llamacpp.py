@@ -1,0 +1,74 @@
+"""The embedded llama.cpp backend with the real test GGUF: cold start to a valid candidate; no orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from proposer_support import best_validator
+
+from discovery import library
+from discovery.candidate import Candidate, Origin
+from discovery.config import RunConfig
+from discovery.inner_loop.task import TaskInfo
+from discovery.proposer import ProposalContext, make_proposer
+
+pytestmark = pytest.mark.llm
+REPO = Path(__file__).resolve().parents[1]
+TASK = TaskInfo("synthetic", "a policy is trained with your loss on preference pairs", "held-out accuracy", 0.1,
+                "cheap")
+
+
+def gone(pid: int, within: float = 15.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # reap it if it is our own child
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def test_cold_start_gives_a_valid_candidate_and_the_server_is_gone_after(test_gguf):
+    config = RunConfig()
+    p = config.proposer
+    p.backend, p.model, p.context_window, p.max_tokens, p.max_fix_attempts = "llamacpp", test_gguf, 2048, 400, 2
+    baselines = [Candidate(name=n, code=library.get(n).code, origin=Origin.LIBRARY) for n in ("dpo", "slic", "ipo")]
+    context = ProposalContext(task=TASK, baselines=baselines)
+    proposer = make_proposer(config, best_validator())
+    pid = proposer.server.process.pid
+    try:
+        proposals = []
+        while len(proposals) < 3 and not any(x.valid for x in proposals):
+            proposals.append(proposer.propose(context))
+    finally:
+        proposer.close()
+    assert any(x.valid for x in proposals), [x.candidate.reason for x in proposals]
+    valid = next(x for x in proposals if x.valid)
+    assert valid.candidate.model == test_gguf and valid.candidate.proposer == "llamacpp"
+    assert all(call.cost_usd == 0 and call.completion_tokens > 0 for call in valid.calls)
+    assert gone(pid)
+
+
+def test_server_dies_when_its_parent_is_killed(test_gguf):
+    script = (
+        "import os, signal, sys\n"
+        "from discovery.proposer.llamacpp_server import LlamaCppServer\n"
+        f"server = LlamaCppServer({test_gguf!r}, n_ctx=512)\n"
+        "print(server.process.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == -signal.SIGKILL
+    pid = int(out.stdout.split()[0])
+    assert gone(pid), f"llama.cpp server {pid} outlived its parent"
