@@ -15,7 +15,8 @@ def register(subparsers) -> None:
     which.add_argument("id", type=int, nargs="?", metavar="ID", help="the candidate to export")
     which.add_argument("--best", action="store_true",
                        help="the best proposal by lower 95%% confidence bound after re-evaluation")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write (e.g. my_loss.py)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="where to write (default: ./<loss name>_loss.py, or .json with --format json)")
     p.add_argument("--format", choices=["module", "json"], default="module",
                    help="module: standalone Python file with a TRL adapter and a self-test; json: metadata")
     p.set_defaults(func=run)
@@ -24,9 +25,11 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from discovery.export.build import export_candidate
 
-    out = Path(args.output)
-    name = out.stem if out.stem.isidentifier() else "my_loss"
+    out = Path(args.output) if args.output else None
+    name = out.stem if out is not None and out.stem.isidentifier() else None
     result = export_candidate(args.run_dir, candidate_id=args.id, best=args.best, fmt=args.format, module_name=name)
+    if out is None:
+        out = Path(result.metadata["function"] + (".json" if args.format == "json" else ".py"))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(result.text, encoding="utf-8")

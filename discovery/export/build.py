@@ -34,8 +34,9 @@ def choose(archive: Archive, candidate_id: int | None, best: bool) -> tuple[Cand
     if best:
         found = winner(archive)
         if found is None:
-            raise DiscoveryError("no proposal has completed evaluation at full fidelity"
-                                 " (and re-evaluation, when the run re-evaluates); nothing to call best yet")
+            raise DiscoveryError("no proposal has completed evaluation at full fidelity and re-evaluation (the loop "
+                                 "re-evaluates only proposals that may beat the best so far); nothing to call "
+                                 "best yet: export one by ID (see `discovery archive list`)")
         return found.summary, found.rule
     if candidate_id is None:
         raise DiscoveryError("give a candidate ID or --best")
@@ -76,7 +77,7 @@ def probes_agree(cases: list[dict], stored: list[float]) -> bool | None:
 
 
 def export_candidate(run_dir: str | Path, candidate_id: int | None = None, best: bool = False,
-                     fmt: str = "module", module_name: str = "my_loss",
+                     fmt: str = "module", module_name: str | None = None,
                      runner: IsolatedRunner | None = None) -> ExportResult:
     with Archive.open(run_dir, readonly=True) as archive:
         summary, selection = choose(archive, candidate_id, best)
@@ -84,12 +85,16 @@ def export_candidate(run_dir: str | Path, candidate_id: int | None = None, best:
         code, function = rename_function(summary.candidate.code, function)
         meta = build_metadata(archive, run_dir, summary, function, selection)
         stored = archive.probe_values(summary.id)
+        baseline = archive.baseline("dpo")
     cases = probe_cases(code, runner)
     meta["selftest"] = {"probe_values_match_archive": probes_agree(cases, stored), "rtol": 1e-5, "atol": 1e-8}
     meta = jsonable(meta)
-    text = render_json(meta, code, cases) if fmt == "json" else render_module(meta, code, cases, module_name)
+    text = render_json(meta, code, cases) if fmt == "json" else render_module(meta, code, cases,
+                                                                             module_name or function)
     message = (f"exported #{summary.id} {summary.candidate.name} as {function}: fitness "
                f"{fitness_line(meta['fitness'])}\nselection: {selection}")
+    if baseline is not None and baseline.fitness is not None:
+        message += f"\nfor comparison, baseline dpo in this run: {baseline.fitness}"
     if meta["selftest"]["probe_values_match_archive"] is False:
         message += ("\nwarning: the loss's probe gradients now differ from those stored when it was validated "
                     "(another torch version?)")

@@ -22,6 +22,7 @@ from discovery.inspect.views import (
     train_beta,
 )
 
+REASON_CHARS = 90  # `archive show` has the whole reason
 LIST_COLUMNS = ("id", "gen", "name", "status", "fitness ± CI (n)", "KL", "held-out acc", "parents", "model", "cost")
 
 
@@ -31,7 +32,8 @@ def list_table(rows: list[CandidateRow], title: str) -> Table:
         table.add_column(col, overflow="fold", justify="right" if col in ("id", "gen", "KL", "cost") else "left")
     for r in rows:
         name = Text(r.name + (" (baseline)" if r.baseline else ""), style="cyan" if r.baseline else "")
-        status = r.status + (f": {r.reason}" if r.reason and r.duplicate_of is None else "")
+        reason = r.reason if len(r.reason) <= REASON_CHARS else r.reason[: REASON_CHARS - 1] + "…"
+        status = r.status + (f": {reason}" if reason and r.duplicate_of is None else "")
         if r.duplicate_of is not None:
             status += f" of #{r.duplicate_of}"
         table.add_row(str(r.id), str(r.generation), name, status, format_fitness(r), format_number(r.kl),
