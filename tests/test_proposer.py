@@ -202,3 +202,15 @@ def test_unreachable_local_model_says_how_to_point_at_a_file_or_endpoint(model, 
     message = str(info.value)
     assert "\n" not in message
     assert "proposer.model=/path/to/model.gguf" in message and "proposer.base_url=" in message
+
+
+def test_normalize_adds_allowed_imports_and_drops_junk_and_example_usage():
+    from discovery.proposer.extract import normalize
+
+    body = DPO.replace("import torch.nn.functional as F\n", "import numpy as np\n").replace(
+        "return -F.logsigmoid(beta * margin)", "return torch.relu(-F.logsigmoid(beta * margin))")
+    code, notes = normalize(body + "\nx = torch.zeros(2)\nprint(dpo(x, x, x, x, 0.1))\n")
+    assert code.startswith("import torch\nimport torch.nn.functional as F\n")
+    assert "numpy" not in code and "print" not in code and "def dpo(" in code
+    assert VALIDATE(code).valid and len(notes) == 4
+    assert normalize(DPO) == (DPO, [])

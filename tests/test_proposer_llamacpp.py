@@ -39,6 +39,7 @@ def gone(pid: int, within: float = 15.0) -> bool:
     return False
 
 
+@pytest.mark.slow  # 1-4 min on a shared 2-core CPU: python -m pytest -m llm tests/test_proposer_llamacpp.py
 def test_cold_start_gives_a_valid_candidate_and_the_server_is_gone_after(test_gguf):
     config = RunConfig()
     p = config.proposer

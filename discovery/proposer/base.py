@@ -119,6 +119,14 @@ class Proposer(ABC):
         """Why no new proposal should be started (budget cap reached, replay list done), or None."""
         return None
 
+    def resume(self, stored: list[Candidate]) -> None:
+        """A resumed run tells the proposer what the archive already holds from it (before any propose).
+
+        Stateless proposers (the LLM's context comes from the archive) need nothing; a list-driven one
+        (replay) continues after what was stored instead of proposing it again.
+        """
+        return None
+
     def close(self) -> None:
         """Release resources (the embedded llama.cpp server)."""
         return None

@@ -143,10 +143,18 @@ def normalize(code: str) -> tuple[str, list[str]]:
         tree = ast.parse(code)
     except SyntaxError:
         return code, []
-    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    bound: set[str] = set()
     drop: set[int] = set()
     notes: list[str] = []
+    defs = [i for i, node in enumerate(tree.body) if isinstance(node, ast.FunctionDef)]
+    if len(defs) == 1:  # example usage after the one function (calls, prints, test tensors): not part of a loss
+        tail = [n for n in tree.body[defs[0] + 1 :] if not isinstance(n, ast.Import | ast.ImportFrom)]
+        for node in tail:
+            drop.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+        if tail:
+            notes.append(f"removed {len(tail)} top-level statement(s) after the function (example usage)")
+            tree.body = [n for n in tree.body if n not in tail]
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    bound: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.Import | ast.ImportFrom):
             names = [(a.asname or a.name).split(".")[0] for a in node.names]

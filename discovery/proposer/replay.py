@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from discovery.candidate import Candidate, Origin, Status
+from discovery.candidate import Candidate, Origin, Status, code_hash
 from discovery.proposer.base import Attempt, Proposal, ProposalContext, Proposer, ProposerError, Validator
 from discovery.proposer.context import one_line
 
@@ -22,19 +22,27 @@ class ReplayProposer(Proposer):
         self.files = sorted(path.glob("*.py"))
         if not self.files:
             raise ProposerError(f"proposer.replay_dir '{directory}' holds no .py files")
+        self.total = len(self.files)
         self.validator = validator
         self._next = 0
         self._lock = threading.Lock()
 
+    def resume(self, stored: list[Candidate]) -> None:
+        """Skip the files already stored (same name and code): the replay continues where it stopped."""
+        done = {(c.name, c.code_hash) for c in stored if c.origin == Origin.REPLAY}
+        with self._lock:
+            self.files = [f for f in self.files if (f.stem, code_hash(f.read_text())) not in done]
+            self._next = 0
+
     def stop_reason(self) -> str | None:
         with self._lock:
             done = self._next >= len(self.files)
-        return f"replayed all {len(self.files)} files" if done else None
+        return f"replayed all {self.total} files" if done else None
 
     def propose(self, context: ProposalContext) -> Proposal:
         with self._lock:
             if self._next >= len(self.files):
-                raise ProposerError(f"replay list exhausted after {len(self.files)} files")
+                raise ProposerError(f"replay list exhausted after {self.total} files")
             path = self.files[self._next]
             self._next += 1
         code = path.read_text()
