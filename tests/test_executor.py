@@ -16,7 +16,7 @@ DIVERGING = '''import torch
 
 def explode(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
     margin = (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)
-    return torch.exp(-1e4 * margin) * 1e30
+    return torch.sqrt(-1.0 - margin.abs())  # NaN from the first step
 '''
 
 
@@ -76,3 +76,23 @@ def test_ray_executor_has_the_same_interface(small_config):
     finally:
         small_config.executor.name = "local"
     assert result.ok and result.fitness is not None
+
+
+def visible_devices_job(payload: dict) -> dict:
+    """Runs inside a sandboxed worker child: what GPU mask does it see?"""
+    import os
+
+    return {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def test_each_worker_sees_the_gpu_assigned_to_it(small_config, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,3")  # the host's mask; each worker gets one of them
+    layout = plan_layout(small_config.executor, cpus=2)
+    assert layout.gpus == ("0", "3")
+    with make_executor(small_config, layout) as executor:
+        seen = [slot.runner.run(f"{__name__}:visible_devices_job", {}) for slot in executor._all]
+    assert [job.ok for job in seen] == [True, True], [job.error for job in seen]
+    assert [job.value["CUDA_VISIBLE_DEVICES"] for job in seen] == ["0", "3"]
+    import os
+
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,3"  # the host's own mask is left as it was

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -11,8 +9,6 @@ from discovery.candidate import EvalResult
 from discovery.config import RunConfig
 from discovery.executors.base import EVALUATE_JOB, SETUP_JOB, PooledExecutor, Slot, result_of
 from discovery.executors.layout import Layout
-
-_ENV_LOCK = threading.Lock()  # start_runner edits os.environ for the fork server it starts
 
 
 def train_limits(config: RunConfig):
@@ -23,23 +19,17 @@ def train_limits(config: RunConfig):
 
 
 def start_runner(config: RunConfig, threads: int, gpu: str | None):
-    """A warm isolated worker with the task's shared state loaded once (setup), pinned to `gpu`."""
+    """A warm isolated worker with the task's shared state loaded once (setup), pinned to `gpu`.
+
+    The server is bound to the calling thread's life (bubblewrap's --die-with-parent): call this from
+    a thread that lives as long as the worker.
+    """
     from discovery.sandbox.isolation import IsolatedRunner
 
     env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}  # None: leave the environment as it is
     payload: dict[str, Any] = {"config": config.to_dict(), "threads": threads, "env": env}
-    with _ENV_LOCK:
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # inherited by the fork server it starts
-        try:
-            return IsolatedRunner(setup=SETUP_JOB, setup_payload=payload, limits=train_limits(config),
-                                  threads=threads)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    return IsolatedRunner(setup=SETUP_JOB, setup_payload=payload, limits=train_limits(config), threads=threads,
+                          env=env)
 
 
 class RunnerSlot(Slot):
@@ -59,8 +49,13 @@ class LocalExecutor(PooledExecutor):
     """`executor.name = local`: `layout.workers` isolated workers with their threads and GPU."""
 
     def __init__(self, config: RunConfig, layout: Layout):
-        # Start the workers side by side: each loads the task's shared state once.
-        with ThreadPoolExecutor(max_workers=layout.workers) as starter:
-            slots = list(starter.map(lambda i: RunnerSlot(config, layout.threads_per_worker, layout.gpu_of(i)),
-                                     range(layout.workers)))
+        # Start the workers side by side (each loads the task's shared state once), from threads that live
+        # until close(): a worker's sandbox server dies with the thread that started it.
+        self._starter = ThreadPoolExecutor(max_workers=layout.workers, thread_name_prefix="worker-start")
+        slots = list(self._starter.map(lambda i: RunnerSlot(config, layout.threads_per_worker, layout.gpu_of(i)),
+                                       range(layout.workers)))
         super().__init__(config, layout, slots)
+
+    def close(self) -> None:
+        super().close()
+        self._starter.shutdown(wait=False)

@@ -9,7 +9,9 @@ KEEP = ("PATH", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "VIRTUAL_ENV", "PYTHON
         "OMP_*", "MKL_*", "OPENBLAS_*", "KMP_*", "TOKENIZERS_PARALLELISM", "TQDM_DISABLE",
         "HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
         "TRANSFORMERS_OFFLINE", "TRANSFORMERS_CACHE", "XDG_CACHE_HOME", "TORCH_HOME",
-        "DISCOVERY_CACHE", "DISCOVERY_CACHE_DIR", "DISCOVERY_SANDBOX_NO_BWRAP")
+        "DISCOVERY_CACHE", "DISCOVERY_CACHE_DIR", "DISCOVERY_SANDBOX_NO_BWRAP",
+        # the GPU mask: the executor pins each worker to its GPU with it; without it a worker would see all GPUs
+        "CUDA_VISIBLE_DEVICES")
 SECRET = ("*_API_KEY", "*_KEY", "*KEY_*", "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*CREDENTIAL*",
           "OPENAI_*", "ANTHROPIC_*", "AWS_*", "GOOGLE_*", "AZURE_*", "GITHUB_*", "WANDB_*")
 # Offline flags are forced: the sandbox has no network, a hub lookup would only hang.

@@ -102,8 +102,9 @@ class IsolatedRunner:
 
     def __init__(self, preload: tuple[str, ...] = ("torch",), setup: str | None = None,
                  setup_payload: dict | None = None, limits: Limits | None = None, threads: int | None = None,
-                 start_timeout: float = 600.0):
+                 start_timeout: float = 600.0, env: dict[str, str] | None = None):
         self.preload = tuple(preload)
+        self.env = dict(env or {})  # allowlisted variables to set in the server (e.g. CUDA_VISIBLE_DEVICES)
         self.setup = setup
         self.setup_payload = setup_payload or {}
         self.limits = limits or Limits()
@@ -126,7 +127,7 @@ class IsolatedRunner:
                   "sys_path": import_path()}
         prefix = bwrap_command(self._scratch_base)
         cmd = (prefix or []) + [sys.executable, "-m", "discovery.sandbox.server", str(req_r), str(resp_w)]
-        env = sandbox_env.scrubbed(os.environ)
+        env = sandbox_env.scrubbed({**os.environ, **self.env})
         env["PYTHONPATH"] = os.pathsep.join(import_path())
         env["DISCOVERY_SANDBOX_OUTER"] = ",".join(BWRAP_LAYERS if prefix else [])
         self._server_log = os.path.join(self._scratch_base, "server.log")
