@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -31,8 +32,9 @@ def measure(config, layout: Layout, jobs: int) -> tuple[float, float, int]:
     """(evaluations per minute, seconds, failures) for `jobs` evaluations on `layout`."""
     executor = make_executor(config, layout)
     try:
-        warm = executor.submit(0, library.get("dpo").code, 999, Fidelity(name="full"))
-        warm.result()  # the first job pays one-off costs (imports in the fork server)
+        warm = [executor.submit(0, library.get("dpo").code, 999, Fidelity(name="full"))
+                for _ in range(layout.workers)]
+        [f.result() for f in warm]  # each worker's first job pays one-off costs (imports in the fork server)
         start = time.perf_counter()
         futures = [executor.submit(i, library.get(LOSSES[i % len(LOSSES)]).code, i, Fidelity(name="full"))
                    for i in range(jobs)]

@@ -84,6 +84,7 @@ class DiscoveryLoop:
     def run(self) -> LoopResult:
         self._seed_baselines()
         self._requeue_unfinished()
+        self.proposer.resume([c for c in self.archive.candidates() if c.origin != Origin.LIBRARY])
         try:
             while True:
                 self._check_budget()
@@ -172,8 +173,6 @@ class DiscoveryLoop:
 
     def _store_proposal(self, proposal: Proposal) -> None:
         c = proposal.candidate
-        if c.origin == Origin.REPLAY and self._already_replayed(c):
-            return
         report = proposal.report
         probes = list(getattr(report, "probe_values", None) or [])
         if c.status != Status.INVALID:
@@ -188,11 +187,6 @@ class DiscoveryLoop:
         self._log(f"stored #{cid} {c.name}: {c.status}" + (f" ({c.reason})" if c.reason else ""))
         if c.status == Status.QUEUED:
             self._enter_stage(cid, stage)
-
-    def _already_replayed(self, c: Candidate) -> bool:
-        """A resumed replay starts its list again; files already stored were proposed before the stop."""
-        return any(o.name == c.name and o.code_hash == c.code_hash
-                   for o in self.archive.candidates(origin=Origin.REPLAY))
 
     # ---------------------------------------------------------------- evaluation stages
 

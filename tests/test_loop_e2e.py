@@ -137,3 +137,69 @@ def test_existing_run_dir_without_resume_is_refused(tmp_path):
     line = _one_error_line(run_cli("run", "--run-dir", str(tmp_path), "--quiet"))
     assert "--resume" in line
     json.dumps(line)
+
+
+def test_no_arguments_runs_the_embedded_default_and_says_how_to_point_at_a_model(tmp_path):
+    """The default proposer is llama.cpp with a hub GGUF; unreachable here, so: run dir, then one line."""
+    from conftest import REPO
+
+    out = run_cli("run", cwd=str(tmp_path), env={"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2, out.stderr
+    assert lines[0].startswith("run directory: runs/")
+    assert lines[1].startswith("discovery: error: no local model") and "proposer.model=" in lines[1]
+    assert "proposer.backend=openai" in lines[1] and "proposer.base_url=" in lines[1]
+    run_dir = tmp_path / lines[0].removeprefix("run directory: ").strip()
+    assert run_dir.is_dir() and not db_path(run_dir).exists()  # failed before any start-up: nothing to resume
+
+
+def _processes_tagged(tag: str) -> list[int]:
+    """Pids of live processes whose environment holds DISCOVERY_TEST_TAG=tag."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if f"DISCOVERY_TEST_TAG={tag}".encode() in fh.read().split(b"\0"):
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def test_llamacpp_run_end_to_end(test_gguf, tmp_path):
+    """`discovery run` with the embedded llama.cpp server and the test GGUF: real LLM proposals, stored."""
+    run_dir, tag = tmp_path / "run", f"llamacpp-e2e-{os.getpid()}"
+    out = run_cli("run", "--run-dir", str(run_dir), "--proposer", "llamacpp", "--model", test_gguf,
+                  "--proposals", "2", "--seeds", "1", "--workers", "1", "--set", "train.max_steps=3",
+                  "--set", "eval.reeval_seeds=1", "--set", "eval.baselines=[dpo]",
+                  "--set", "proposer.max_tokens=400", "--set", "proposer.max_fix_attempts=1",
+                  "--set", "proposer.context_window=4096", "--set", f"task.cache_dir={tmp_path / 'cache'}",
+                  "--set", TINY_TASK, "--quiet", env={"DISCOVERY_TEST_TAG": tag}, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    with Archive.open(run_dir, readonly=True) as archive:
+        proposed = [c for c in archive.candidates() if c.origin == "llm"]
+        assert len(proposed) == archive.proposal_count() == 2
+        assert all(c.proposer == "llamacpp" and c.model == test_gguf for c in proposed)
+        for c in proposed:
+            assert c.status in (Status.EVALUATED, Status.INVALID, Status.DUPLICATE, Status.FAILED)
+            assert c.status == Status.EVALUATED or c.reason
+            assert archive.llm_calls(c.id), f"#{c.id} has no LLM call recorded"
+        usage = archive.usage()
+        assert usage.calls >= 2 and usage.completion_tokens > 0 and usage.cost_usd == 0.0
+        assert archive.run_info().ended_at
+    assert _processes_tagged(tag) == []  # the embedded llama.cpp server (and every worker) is gone
+
+
+@pytest.mark.slow
+def test_symbolic_run_with_default_task_settings(tmp_path):
+    """LLM-free from the CLI with the default synthetic task (prepared once into ~/.cache/discovery)."""
+    run_dir = tmp_path / "run"
+    out = run_cli("run", "--run-dir", str(run_dir), "--proposer", "symbolic", "--proposals", "3", "--quiet",
+                  timeout=1800)
+    assert out.returncode == 0, out.stderr[-3000:]
+    with Archive.open(run_dir, readonly=True) as archive:
+        proposed = [c for c in archive.candidates() if c.origin == "symbolic"]
+        assert archive.proposal_count() == len(proposed) == 3
+        assert all(c.status in (Status.EVALUATED, Status.INVALID, Status.DUPLICATE) for c in proposed)
+        assert archive.baseline("dpo").status == Status.EVALUATED

@@ -104,6 +104,15 @@ def check(config: RunConfig) -> None:
         raise ConfigError(f"eval.promote_fraction must be in (0, 1], got {config.eval.promote_fraction}")
 
 
+def check_proposer(config: RunConfig) -> None:
+    """The embedded model must be at hand before the slow start-up (task, workers) begins."""
+    if config.proposer.backend == "llamacpp":
+        from discovery.proposer.llamacpp_server import ensure_llama_cpp, resolve_model
+
+        ensure_llama_cpp()
+        resolve_model(config.proposer.model)  # a local file, or downloaded once into the hub cache
+
+
 def prepare_run_dir(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +150,7 @@ def run_command(args) -> int:
         stack.callback(logging.getLogger("discovery").removeHandler, handler)
         if not args.quiet:
             console.print(f"run directory: {run_dir}" + (" (resumed)" if resuming else ""))
+        check_proposer(config)
         result, top = _run(config, run_dir, stack, args.quiet, console, resuming)
     out = Console()
     if not args.quiet:

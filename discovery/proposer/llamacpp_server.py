@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import importlib.util
+import logging
 import os
 import signal
 import socket
@@ -36,14 +37,19 @@ def resolve_model(model: str) -> str:
     if model.count(":") != 1:
         raise ProposerError(f"no local model: '{model}' is neither a .gguf file nor a hub 'repo:file' pair; {_HINT}")
     repo, filename = model.split(":")
-    try:
-        from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download  # (configures its logger on import)
 
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # its retry warnings would bury the one line that says what to do
+    try:
         return hf_hub_download(repo_id=repo, filename=filename)
     except Exception as exc:  # offline, unknown repo, no such file: all mean "no model reachable"
         reason = " ".join(str(exc).split())[:160]
         raise ProposerError(f"no local model: cannot get '{filename}' from the hub repo '{repo}' ({reason}); "
                             f"{_HINT}") from None
+    finally:
+        hub_log.setLevel(level)
 
 
 def free_port() -> int:
