@@ -148,8 +148,12 @@ def check_finite_and_gradients(fn: Callable, seconds: float) -> None:
         try:
             with time_limit(seconds):
                 grads = torch.autograd.grad(out.sum(), inputs[:2], allow_unused=True)
-        except (RuntimeError, CallTimeout) as exc:
-            raise CheckFailure("gradient", f"backward failed: {str(exc).splitlines()[0]}") from None
+        except CallTimeout:
+            raise CheckFailure("speed", f"the backward pass did not finish within {seconds:g} s; "
+                               "use a few vectorised tensor operations, no Python loops") from None
+        except RuntimeError as exc:
+            text = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise CheckFailure("gradient", f"backward failed: {text}") from None
         for i, (name, g) in enumerate(zip(PARAM_NAMES[:2], grads, strict=True)):
             if g is None:
                 raise CheckFailure("gradient", f"the loss does not depend on `{name}` (no gradient); "
