@@ -172,6 +172,7 @@ def test_llamacpp_run_end_to_end(test_gguf, tmp_path):
     run_dir, tag = tmp_path / "run", f"llamacpp-e2e-{os.getpid()}"
     out = run_cli("run", "--run-dir", str(run_dir), "--proposer", "llamacpp", "--model", test_gguf,
                   "--proposals", "2", "--seeds", "1", "--workers", "1", "--set", "train.max_steps=3",
+                  "--set", "executor.threads_per_worker=1",  # the llama.cpp server needs the other core
                   "--set", "eval.reeval_seeds=1", "--set", "eval.baselines=[dpo]",
                   "--set", "proposer.max_tokens=400", "--set", "proposer.max_fix_attempts=1",
                   "--set", "proposer.context_window=4096", "--set", f"task.cache_dir={tmp_path / 'cache'}",
@@ -202,4 +203,4 @@ def test_symbolic_run_with_default_task_settings(tmp_path):
         proposed = [c for c in archive.candidates() if c.origin == "symbolic"]
         assert archive.proposal_count() == len(proposed) == 3
         assert all(c.status in (Status.EVALUATED, Status.INVALID, Status.DUPLICATE) for c in proposed)
-        assert archive.baseline("dpo").status == Status.EVALUATED
+        assert archive.baseline("dpo").candidate.status == Status.EVALUATED
