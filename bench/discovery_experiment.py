@@ -1,0 +1,390 @@
+"""Does the loop discover anything, and does the LLM help? Embedded LLM proposer vs the LLM-free control.
+
+For S loop seeds (proposer.seed) and each arm, one `discovery run` of K proposals on the synthetic task, in
+its own run dir under OUT/runs/ (re-running the script skips finished arm-seeds and resumes unfinished ones
+with `discovery run --resume`). Then every arm-seed's winner (best lower 95% bound at full fidelity) is
+re-evaluated on fresh seeds next to DPO and every library loss, in one harness with the same seeds
+(the executor's isolated workers; results cached in OUT/reeval.json, so this step resumes too).
+Writes OUT/experiment.json (everything), OUT/experiment.png and OUT/experiment.md, and prints the goals.
+
+    python bench/discovery_experiment.py --gguf PATH [--seeds 3] [--proposals 30] [--out bench/results/exp]
+    python bench/discovery_experiment.py --arms symbolic --seeds 1 --proposals 4      # no LLM needed
+
+Not part of CI; `tests/test_experiment.py` checks its logic on a tiny configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from discovery import library  # noqa: E402
+from discovery.archive import Archive, db_path  # noqa: E402
+from discovery.candidate import Status  # noqa: E402
+from discovery.stats import mean_ci, stderr  # noqa: E402
+
+ACTIVE = (Status.QUEUED, Status.TRAINING, Status.PROPOSED)
+# end reasons that leave proposals to make (anything else, e.g. replay out of files, ends a run for good)
+RESUMABLE = ("proposal budget", "wall time", "proposer:", "token cap", "cost cap")
+SESSIONS = "experiment_sessions.json"
+
+
+# ---------------------------------------------------------------- statistics (pure)
+
+
+def best_so_far(values: list[float | None], k: int) -> list[float | None]:
+    """Best full-fidelity mean among proposals 1..i, for i = 1..k (None until one is scored)."""
+    out, best = [], None
+    for i in range(k):
+        v = values[i] if i < len(values) else None
+        if v is not None and math.isfinite(v) and (best is None or v > best):
+            best = v
+        out.append(best)
+    return out
+
+
+def compare(values: list[float], base: list[float]) -> dict:
+    """Difference of means with the unpaired standard error; `beats` = more than 2 SE above `base`."""
+    diff = statistics.fmean(values) - statistics.fmean(base)
+    se = math.sqrt(stderr(values) ** 2 + stderr(base) ** 2)
+    return {"diff": diff, "se": se, "z": diff / se if se > 0 else math.inf * (diff > 0),
+            "beats": len(values) > 1 and len(base) > 1 and diff > 2 * se}
+
+
+def summarize(values: list[float]) -> dict:
+    mean, low, high = mean_ci(values) if values else (math.nan, math.nan, math.nan)
+    return {"n": len(values), "mean": mean, "ci_half": (high - low) / 2 if values else math.nan,
+            "se": stderr(values) if values else math.nan, "values": values}
+
+
+def goals(arms: dict, llm: str, control: str, seeds: int) -> list[dict]:
+    """The issue's two goals, each met / not met with the evidence."""
+    out = []
+    if llm not in arms:
+        return [{"goal": "LLM arm beats DPO", "met": None, "why": f"arm '{llm}' was not run"}]
+    wins = sum(1 for s in arms[llm]["seeds"] if s.get("fresh_vs_dpo", {}).get("beats"))
+    need = math.ceil(2 * seeds / 3)
+    out.append({"goal": f"{llm} winner beats DPO by > 2 SE on fresh seeds in >= {need} of {seeds} loop seeds",
+                "met": wins >= need, "why": f"{wins} of {seeds} loop seeds"})
+    if control in arms:
+        mine, theirs = arms[llm]["median_proposals_to_beat_dpo"], arms[control]["median_proposals_to_beat_dpo"]
+        out.append({"goal": f"{llm} beats DPO (in-run, > 2 SE) in fewer proposals than {control}",
+                    "met": mine < theirs, "why": f"median proposals: {llm} {_count(mine)}, {control} {_count(theirs)}"})
+    return out
+
+
+def strict(obj):
+    """JSON-safe: non-finite floats become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def _count(x: float) -> str:
+    return "never" if math.isinf(x) else f"{x:g}"
+
+
+# ---------------------------------------------------------------- runs (one `discovery run` per arm-seed)
+
+
+def arm_args(name: str, opts) -> list[str]:
+    if name == "llm":
+        if not opts.gguf:
+            raise SystemExit("discovery_experiment: the llm arm needs --gguf PATH (a local GGUF model)")
+        threads = ["--set", f"proposer.n_threads={opts.llm_threads}"] if opts.llm_threads else []
+        return ["--proposer", "llamacpp", "--model", opts.gguf, *threads]
+    if name == "symbolic":
+        return ["--proposer", "symbolic"]
+    if name == "replay":
+        if not opts.replay_dir:
+            raise SystemExit("discovery_experiment: the replay arm needs --replay-dir DIR")
+        return ["--proposer", "replay", "--set", f"proposer.replay_dir={opts.replay_dir}"]
+    raise SystemExit(f"discovery_experiment: unknown arm '{name}' (llm, symbolic, replay)")
+
+
+def run_state(run_dir: Path, proposals: int) -> str:
+    """'new', 'unfinished' or 'finished'."""
+    if not db_path(run_dir).is_file():
+        return "new"
+    with Archive.open(run_dir, readonly=True) as archive:
+        info = archive.run_info()
+        active = any(c.status in ACTIVE for c in archive.candidates())
+        count = archive.proposal_count()
+    if info is None or info.ended_at is None or active:
+        return "unfinished"
+    exhausted = not info.end_reason.startswith(RESUMABLE)  # e.g. replay ran out of files
+    return "finished" if count >= proposals or exhausted else "unfinished"
+
+
+def run_arm_seed(run_dir: Path, arm: list[str], seed: int, opts) -> dict:
+    """Start, resume or skip one arm-seed; each session's wall time goes to RUN_DIR/experiment_sessions.json."""
+    state = run_state(run_dir, opts.proposals)
+    if state == "finished":
+        return {"state": state}
+    common = ["--proposals", str(opts.proposals), "--quiet"]
+    if opts.workers:
+        common += ["--workers", str(opts.workers)]
+    if state == "new":
+        cmd = ["run", "--run-dir", str(run_dir), *arm, "--set", f"proposer.seed={seed}",
+               "--set", "budget.wall_time=null", *[x for s in opts.set for x in ("--set", s)], *common]
+    else:
+        cmd = ["run", "--resume", str(run_dir), *common]
+    start = time.time()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "discovery.cli", *cmd], capture_output=True, text=True, env=env)
+    seconds = time.time() - start
+    sessions = _sessions(run_dir)
+    sessions.append({"started": start, "seconds": seconds, "returncode": proc.returncode, "state": state})
+    if run_dir.is_dir():
+        (run_dir / SESSIONS).write_text(json.dumps(sessions, indent=1))
+    if proc.returncode != 0:
+        print(f"  {run_dir.name}: exit {proc.returncode}: {proc.stderr.strip()[-600:]}", file=sys.stderr)
+    return {"state": state, "seconds": seconds, "returncode": proc.returncode}
+
+
+def _sessions(run_dir: Path) -> list[dict]:
+    path = run_dir / SESSIONS
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def analyse_run(run_dir: Path, k: int) -> dict:
+    """Best-so-far curve, proposal shares, tokens, wall time and the winner of one arm-seed."""
+    if not db_path(run_dir).is_file():
+        raise SystemExit(f"discovery_experiment: {run_dir} holds no archive (its run failed, see above)")
+    with Archive.open(run_dir, readonly=True) as archive:
+        summaries = archive.summaries()
+        dpo = archive.baseline("dpo")
+        usage = archive.usage()
+        winners = archive.best(k=1, include_baselines=False)
+        config = archive.run_info().config
+    props = [s for s in summaries if not s.candidate.is_baseline][:k]
+    full = [s.fitness.mean if s.fidelity == "full" and s.fitness else None for s in props]
+    dpo_values = list(dpo.fitness.values) if dpo and dpo.fitness else []
+    first = next((i + 1 for i, s in enumerate(props) if s.fidelity == "full" and s.fitness and dpo_values
+                  and compare(list(s.fitness.values), dpo_values)["beats"]), math.inf)
+    n = max(1, len(props))
+    status = [s.candidate.status for s in props]
+    winner = winners[0] if winners else None
+    return {
+        "run_dir": str(run_dir), "proposals": len(props), "best_so_far": best_so_far(full, k),
+        "shares": {"valid": sum(x != Status.INVALID for x in status) / n,
+                   "invalid": status.count(Status.INVALID) / n, "duplicate": status.count(Status.DUPLICATE) / n,
+                   "failed": status.count(Status.FAILED) / n, "evaluated": status.count(Status.EVALUATED) / n},
+        "llm_tokens": usage.tokens, "llm_calls": usage.calls,
+        "wall_s": sum(x["seconds"] for x in _sessions(run_dir)),
+        "dpo_in_run": summarize(dpo_values) if dpo_values else None, "proposals_to_beat_dpo": first,
+        "winner": None if winner is None else {
+            "id": winner.id, "name": winner.candidate.name, "code": winner.candidate.code,
+            "in_run": summarize(list(winner.fitness.values))},
+        "config": config,
+    }
+
+
+# ---------------------------------------------------------------- fresh-seed re-evaluation (same harness for all)
+
+
+def reevaluate(entries: dict[str, str], config_dict: dict, seeds: list[int], cache_path: Path, workers) -> dict:
+    """{label: code} -> {label: summary} on `seeds`; per (code, seed) results cached in `cache_path`."""
+    from discovery.config import from_dict
+    from discovery.executors import make_executor
+    from discovery.inner_loop.task import Fidelity, get_task
+
+    config = from_dict(config_dict)
+    if workers:
+        config.executor.workers = workers
+    key = hashlib.sha1(json.dumps([config_dict["task"], config_dict["train"]], sort_keys=True).encode()).hexdigest()
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    def job_key(code: str, seed: int) -> str:
+        return f"{key[:12]}:{hashlib.sha1(code.encode()).hexdigest()[:16]}:{seed}"
+    todo = sorted({(code, s) for code in entries.values() for s in seeds if job_key(code, s) not in cache})
+    if todo:
+        get_task(config).prepare(None)
+        with make_executor(config) as executor:
+            futures = [(code, s, executor.submit(0, code, s, Fidelity(name="full"))) for code, s in todo]
+            for i, (code, s, future) in enumerate(futures):
+                r = future.result()
+                cache[job_key(code, s)] = r.fitness if r.ok and r.fitness is not None else None
+                cache_path.write_text(json.dumps(cache))
+                print(f"  re-evaluated {i + 1}/{len(futures)}", file=sys.stderr, end="\r")
+    out = {}
+    for label, code in entries.items():
+        values = [cache[job_key(code, s)] for s in seeds]
+        ok = [v for v in values if v is not None and math.isfinite(v)]
+        out[label] = summarize(ok) | {"failed_seeds": len(values) - len(ok)}
+    return out
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    k = result["settings"]["proposals"]
+    xs = list(range(1, k + 1))
+    for name, arm in result["arms"].items():
+        curves = [s["best_so_far"] for s in arm["seeds"]]
+        mean = [_nanmean([c[i] for c in curves]) for i in range(k)]
+        low = [_nanmin([c[i] for c in curves]) for i in range(k)]
+        high = [_nanmax([c[i] for c in curves]) for i in range(k)]
+        (line,) = left.plot(xs, mean, marker=".", label=f"{name} (mean of {len(curves)} loop seeds)")
+        left.fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
+    fresh = result["reevaluation"]
+    left.axhline(result["dpo_in_run"], color="k", ls="--", label="DPO (in-run seeds)")
+    best_lib = result["best_library"]
+    left.axhline(fresh[best_lib]["mean"], color="gray", ls=":", label=f"best library: {best_lib} (fresh seeds)")
+    left.set(xlabel="proposals", ylabel="best-so-far fitness (full fidelity)", title="best so far; band = min..max")
+    left.legend(fontsize=8)
+    rows = sorted(fresh.items(), key=lambda kv: kv[1]["mean"] if kv[1]["n"] else -math.inf)[-14:]
+    ys = range(len(rows))
+    right.errorbar([r[1]["mean"] for r in rows], ys, xerr=[r[1]["ci_half"] for r in rows], fmt="o", ms=4)
+    right.set_yticks(list(ys), [r[0] for r in rows], fontsize=7)
+    right.axvline(fresh["dpo"]["mean"], color="k", ls="--")
+    right.set(xlabel="fitness on fresh seeds (mean ± 95% CI)", title=f"re-evaluation, seeds {result['fresh_seeds']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _finite(xs):
+    return [x for x in xs if x is not None and math.isfinite(x)]
+
+
+def _nanmean(xs):
+    return statistics.fmean(_finite(xs)) if _finite(xs) else math.nan
+
+
+def _nanmin(xs):
+    return min(_finite(xs)) if _finite(xs) else math.nan
+
+
+def _nanmax(xs):
+    return max(_finite(xs)) if _finite(xs) else math.nan
+
+
+def markdown(result: dict) -> str:
+    fresh, lines = result["reevaluation"], []
+    lines.append("| arm | loop seed | proposals | valid | duplicate | failed (training) | wall (s) | LLM tokens "
+                 "| in-run: beats DPO at proposal | winner | winner on fresh seeds (95% CI) | vs DPO (z) |")
+    lines.append("|" + "---|" * 12)
+    for name, arm in result["arms"].items():
+        for s in arm["seeds"]:
+            w, sh = s["winner"], s["shares"]
+            fr = fresh.get(s["label"]) if w else None
+            lines.append(
+                f"| {name} | {s['seed']} | {s['proposals']} | {sh['valid']:.0%} | {sh['duplicate']:.0%} | "
+                f"{sh['failed']:.0%} | {s['wall_s']:.0f} | {s['llm_tokens']} | {_count(s['proposals_to_beat_dpo'])} | "
+                f"{w['name'] if w else '-'} | {_fit(fr)} | "
+                f"{_z(s.get('fresh_vs_dpo'))} |")
+    lines += ["", f"Fresh seeds {result['fresh_seeds']}, same harness for all (top 8 and DPO):", "",
+              "| loss | fitness (95% CI) | vs DPO (z) |", "|---|---|---|"]
+    ranked = sorted(fresh.items(), key=lambda kv: -kv[1]["mean"] if kv[1]["n"] else math.inf)
+    shown = [kv for kv in ranked[:8]] + [kv for kv in ranked[8:] if kv[0] == "dpo"]
+    for label, s in shown:
+        z = _z(compare(s["values"], fresh["dpo"]["values"])) if s["n"] > 1 and label != "dpo" else "-"
+        lines.append(f"| {label} | {_fit(s)} | {z} |")
+    lines += ["", "Goals:", ""] + [f"- {'MET' if g['met'] else 'NOT MET' if g['met'] is False else 'n/a'}: "
+                                    f"{g['goal']} ({g['why']})" for g in result["goals"]]
+    return "\n".join(lines) + "\n"
+
+
+def _fit(s: dict | None) -> str:
+    return "-" if not s or not s["n"] else f"{s['mean']:.4f} ± {s['ci_half']:.4f} (n={s['n']})"
+
+
+def _z(c: dict | None) -> str:
+    return "-" if not c else f"{c['diff']:+.4f} ({c['z']:+.1f}{', beats' if c['beats'] else ''})"
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse(argv: list[str] | None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--gguf", help="local GGUF of the embedded llama.cpp proposer (the llm arm)")
+    p.add_argument("--arms", nargs="+", default=["llm", "symbolic"], help="llm, symbolic, replay")
+    p.add_argument("--seeds", type=int, default=3, help="independent loop seeds (proposer.seed 0..S-1)")
+    p.add_argument("--proposals", type=int, default=30, help="proposals per run")
+    p.add_argument("--fresh-seeds", type=int, default=5, help="fresh seeds for the re-evaluation")
+    p.add_argument("--fresh-seed-base", type=int, default=1000, help="first fresh seed (the runs use 0..)")
+    p.add_argument("--library", nargs="*", help="library losses to re-evaluate (default: all)")
+    p.add_argument("--out", default="bench/results/experiment", help="output dir (run dirs under OUT/runs)")
+    p.add_argument("--workers", type=int, help="evaluation workers (default: the machine's best layout)")
+    p.add_argument("--llm-threads", type=int, help="threads of the embedded llama.cpp server")
+    p.add_argument("--replay-dir", help="loss files for the replay arm")
+    p.add_argument("--llm-arm", default="llm", help="the arm the goals treat as the LLM arm")
+    p.add_argument("--control-arm", default="symbolic", help="the arm the goals treat as the control")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    opts = parse(argv)
+    out = Path(opts.out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    arm_flags = {name: arm_args(name, opts) for name in opts.arms}
+    for seed in range(opts.seeds):
+        for name, flags in arm_flags.items():
+            print(f"[{time.time() - started:6.0f}s] {name} seed {seed}", file=sys.stderr)
+            run_arm_seed(out / "runs" / f"{name}-seed{seed}", flags, seed, opts)
+    arms = {}
+    for name in opts.arms:
+        seeds = []
+        for seed in range(opts.seeds):
+            run = analyse_run(out / "runs" / f"{name}-seed{seed}", opts.proposals)
+            seeds.append(run | {"seed": seed, "label": f"{name}/seed{seed}: {(run['winner'] or {}).get('name')}"})
+        arms[name] = {"seeds": seeds, "median_proposals_to_beat_dpo":
+                      statistics.median([s["proposals_to_beat_dpo"] for s in seeds])}
+    first = next(s for a in arms.values() for s in a["seeds"])
+    library_names = opts.library if opts.library else library.names()
+    entries = {name: library.get(name).code for name in dict.fromkeys(["dpo", *library_names])}
+    entries |= {s["label"]: s["winner"]["code"] for a in arms.values() for s in a["seeds"] if s["winner"]}
+    fresh_seeds = [opts.fresh_seed_base + i for i in range(opts.fresh_seeds)]
+    print(f"[{time.time() - started:6.0f}s] re-evaluating {len(entries)} losses on seeds {fresh_seeds}",
+          file=sys.stderr)
+    fresh = reevaluate(entries, first["config"], fresh_seeds, out / "reeval.json", opts.workers)
+    for a in arms.values():
+        for s in a["seeds"]:
+            if s["winner"] and fresh[s["label"]]["n"] > 1:
+                s["fresh_vs_dpo"] = compare(fresh[s["label"]]["values"], fresh["dpo"]["values"])
+            s.pop("config")
+    lib_ranked = sorted((n for n in library_names if fresh[n]["n"]), key=lambda n: -fresh[n]["mean"])
+    dpo_runs = [s["dpo_in_run"]["mean"] for a in arms.values() for s in a["seeds"] if s["dpo_in_run"]]
+    result = {"settings": vars(opts), "arms": arms, "fresh_seeds": fresh_seeds, "reevaluation": fresh,
+              "best_library": lib_ranked[0] if lib_ranked else "dpo",
+              "dpo_in_run": statistics.fmean(dpo_runs) if dpo_runs else math.nan,
+              "goals": goals(arms, opts.llm_arm, opts.control_arm, opts.seeds),
+              "script_wall_s": time.time() - started, "host": os.uname().nodename, "cpus": os.cpu_count()}
+    (out / "experiment.json").write_text(json.dumps(strict(result), indent=1, default=str))
+    plot(result, out / "experiment.png")
+    table = markdown(result)
+    (out / "experiment.md").write_text(table)
+    print(table)
+    print(f"wall time of this invocation: {result['script_wall_s']:.0f} s; outputs in {out}/")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""bench/discovery_experiment.py: its statistics, and one tiny end-to-end run (symbolic + replay arms) that
+resumes by skipping what is finished."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from discovery.archive import Archive
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "discovery_experiment.py"
+HEAD = "def {name}(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
+MARGIN = ("    margin = (policy_chosen_logps - reference_chosen_logps) - "
+          "(policy_rejected_logps - reference_rejected_logps)\n")
+TINY = ["task.options={sft_steps: 30, sft_sequences: 500, train_pairs: 128, heldout_pairs: 32, eval_prompts: 32}",
+        "train.max_steps=3", "eval.seeds=2", "eval.reeval_seeds=2", "eval.promote_fraction=1.0",
+        "eval.baselines=[dpo]"]
+
+
+@pytest.fixture(scope="module")
+def experiment():
+    spec = importlib.util.spec_from_file_location("discovery_experiment", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_best_so_far_keeps_the_running_maximum_and_waits_for_the_first_score(experiment):
+    assert experiment.best_so_far([None, -1.0, float("nan"), -0.5, -0.8], 6) == [None, -1.0, -1.0, -0.5, -0.5, -0.5]
+
+
+def test_compare_needs_more_than_two_standard_errors(experiment):
+    base = [-0.80, -0.82, -0.78]
+    clear = experiment.compare([-0.70, -0.71, -0.69], base)
+    assert clear["beats"] and clear["diff"] == pytest.approx(0.1) and clear["z"] > 2
+    noisy = experiment.compare([-0.70, -0.60, -0.85], base)
+    assert noisy["diff"] > 0 and not noisy["beats"]
+    assert not experiment.compare([-0.5], base)["beats"]  # one seed has no standard error
+
+
+def test_goals_count_loop_seeds_and_compare_proposals_to_beat_dpo(experiment):
+    def arm(wins, median):
+        return {"seeds": [{"fresh_vs_dpo": {"beats": w}} for w in wins], "median_proposals_to_beat_dpo": median}
+
+    met = experiment.goals({"llm": arm([True, True, False], 4), "symbolic": arm([False] * 3, math.inf)},
+                           "llm", "symbolic", 3)
+    assert [g["met"] for g in met] == [True, True]
+    missed = experiment.goals({"llm": arm([True, False, False], 12), "symbolic": arm([True] * 3, 5)},
+                              "llm", "symbolic", 3)
+    assert [g["met"] for g in missed] == [False, False] and "1 of 3" in missed[0]["why"]
+    assert experiment.goals({"symbolic": arm([], 1)}, "llm", "symbolic", 3)[0]["met"] is None
+    assert experiment.strict({"a": [math.inf, 1.0]}) == {"a": [None, 1.0]}
+
+
+def test_tiny_experiment_end_to_end_then_a_rerun_skips_finished_runs(experiment, tmp_path):
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    (replay / "a_hinge.py").write_text("import torch.nn.functional as F\n\n\n" + HEAD.format(name="a_hinge") + MARGIN
+                                       + "    return F.relu(1 - beta * margin)\n")
+    (replay / "b_invalid.py").write_text("import os\n\n\n" + HEAD.format(name="b_invalid") + "    return os.getcwd()\n")
+    out = tmp_path / "exp"
+    argv = ["--arms", "symbolic", "replay", "--replay-dir", str(replay), "--llm-arm", "replay", "--seeds", "1",
+            "--proposals", "2", "--fresh-seeds", "2", "--library", "slic", "--workers", "2", "--out", str(out),
+            *[x for s in [*TINY, f"task.cache_dir={tmp_path / 'cache'}"] for x in ("--set", s)]]
+    result = experiment.main(argv)
+
+    replay_seed = result["arms"]["replay"]["seeds"][0]
+    assert replay_seed["proposals"] == 2 and replay_seed["shares"]["invalid"] == 0.5
+    assert replay_seed["winner"]["name"] == "a_hinge" and replay_seed["llm_tokens"] == 0
+    symbolic_seed = result["arms"]["symbolic"]["seeds"][0]
+    assert symbolic_seed["proposals"] == 2 and len(symbolic_seed["best_so_far"]) == 2
+    assert symbolic_seed["wall_s"] > 0
+    with Archive.open(symbolic_seed["run_dir"], readonly=True) as archive:
+        assert archive.run_info().config["proposer"]["seed"] == 0
+        best = max(s.fitness.mean for s in archive.summaries()
+                   if not s.candidate.is_baseline and s.fidelity == "full" and s.fitness)
+    assert symbolic_seed["best_so_far"][-1] == pytest.approx(best)
+    fresh = result["reevaluation"]
+    assert set(fresh) == {"dpo", "slic", replay_seed["label"], symbolic_seed["label"]}
+    assert all(s["n"] == 2 for s in fresh.values()) and result["fresh_seeds"] == [1000, 1001]
+    assert [g["met"] for g in result["goals"]][0] in (True, False) and len(result["goals"]) == 2
+    stored = json.loads((out / "experiment.json").read_text())
+    assert stored["arms"]["replay"]["seeds"][0]["winner"]["name"] == "a_hinge"
+    assert (out / "experiment.png").stat().st_size > 10_000 and "a_hinge" in (out / "experiment.md").read_text()
+
+    # finished runs are skipped, the re-evaluation comes from its cache, the numbers are the same
+    sessions = json.loads((Path(replay_seed["run_dir"]) / experiment.SESSIONS).read_text())
+    assert experiment.run_state(Path(replay_seed["run_dir"]), 2) == "finished"
+    assert experiment.run_state(Path(symbolic_seed["run_dir"]), 3) == "unfinished"  # a bigger budget resumes
+    again = experiment.main(argv)
+    assert json.loads((Path(replay_seed["run_dir"]) / experiment.SESSIONS).read_text()) == sessions
+    assert again["reevaluation"] == fresh and again["goals"] == result["goals"]
