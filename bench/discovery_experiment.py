@@ -261,7 +261,8 @@ def plot(result: dict, path: Path) -> None:
     right.errorbar([r[1]["mean"] for r in rows], ys, xerr=[r[1]["ci_half"] for r in rows], fmt="o", ms=4)
     right.set_yticks(list(ys), [r[0] for r in rows], fontsize=7)
     right.axvline(fresh["dpo"]["mean"], color="k", ls="--")
-    right.set(xlabel="fitness on fresh seeds (mean ± 95% CI)", title=f"re-evaluation, seeds {result['fresh_seeds']}")
+    seeds = result["fresh_seeds"]
+    right.set(xlabel=f"fitness on fresh seeds {seeds[0]}..{seeds[-1]} (mean ± 95% CI)", title="same harness, top 14")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -377,6 +378,10 @@ def main(argv: list[str] | None = None) -> dict:
               "dpo_in_run": statistics.fmean(dpo_runs) if dpo_runs else math.nan,
               "goals": goals(arms, opts.llm_arm, opts.control_arm, opts.seeds),
               "script_wall_s": time.time() - started, "host": os.uname().nodename, "cpus": os.cpu_count()}
+    log = out / "invocations.json"  # every invocation's wall time: the total of a resumed experiment
+    result["invocations"] = (json.loads(log.read_text()) if log.is_file() else []) + [
+        {"started": started, "seconds": result["script_wall_s"]}]
+    log.write_text(json.dumps(result["invocations"]))
     (out / "experiment.json").write_text(json.dumps(strict(result), indent=1, default=str))
     plot(result, out / "experiment.png")
     table = markdown(result)
