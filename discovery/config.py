@@ -114,6 +114,7 @@ class EvalConfig:
     screen_steps_fraction: float = 0.5
     promote_fraction: float = 0.34
     reeval_seeds: int = 5  # fresh seeds before a candidate may be called best
+    duplicate_distance: float = 1e-3  # gradient-probe distance under which a proposal duplicates a stored loss
     # library losses evaluated in the same harness at the start of every run (cached per task config)
     baselines: list[str] = field(default_factory=lambda: ["dpo", "slic", "ipo", "lrml"])
     judge: JudgeConfig = field(default_factory=JudgeConfig)

@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from discovery.executors import Executor
 from discovery.executors.plan import FULL, REEVAL, SCREEN, Job, baseline_jobs, first_stage, stage_jobs
 from discovery.inner_loop.task import TaskInfo
 from discovery.proposer.base import Proposal, Proposer
+from discovery.sandbox.fingerprint import distance as fingerprint_distance
 from discovery.selection import SelectionStrategy, rank_key
 
 log = logging.getLogger("discovery.loop")
@@ -65,9 +67,10 @@ class LoopResult:
 class DiscoveryLoop:
     def __init__(self, config: RunConfig, archive: Archive, task: TaskInfo, proposer: Proposer,
                  executor: Executor, selection: SelectionStrategy, cache: BaselineCache | None = None,
-                 observer=None):
+                 observer=None, validator: Callable | None = None):
         self.config, self.archive, self.task, self.proposer = config, archive, task, proposer
         self.executor, self.selection, self.cache, self.observer = executor, selection, cache, observer
+        self.validator = validator  # fingerprints the baselines, so near-copies of them count as duplicates
         self.pending: deque[Job] = deque()
         self.running: dict[Future, Job] = {}
         self.proposing: dict[Future, int] = {}
@@ -122,12 +125,20 @@ class DiscoveryLoop:
             if name in stored:
                 cid = stored[name].id
             else:
-                cid = self.archive.add_candidate(Candidate(
-                    name=name, code=loss.code, thought=loss.description, origin=Origin.LIBRARY, proposer="library",
-                    status=Status.QUEUED, latex=loss.latex), stage="baseline")
+                baseline = Candidate(name=name, code=loss.code, thought=loss.description, origin=Origin.LIBRARY,
+                                     proposer="library", status=Status.QUEUED, latex=loss.latex)
+                probes = self._fingerprint_baseline(baseline)
+                cid = self.archive.add_candidate(baseline, probe_values=probes, stage="baseline")
             self.baseline_ids.add(cid)
             if self.archive.candidate(cid).status in ACTIVE:
                 self._enter_stage(cid, "baseline")
+
+    def _fingerprint_baseline(self, baseline: Candidate) -> list[float]:
+        if self.validator is None:
+            return []
+        report = self.validator(baseline.code)
+        baseline.fingerprint, baseline.sympy = report.fingerprint, report.sympy
+        return list(report.probe_values or [])
 
     def _requeue_unfinished(self) -> None:
         for c in self.archive.candidates():
@@ -177,9 +188,13 @@ class DiscoveryLoop:
         probes = list(getattr(report, "probe_values", None) or [])
         if c.status != Status.INVALID:
             original = self.archive.find_original(fingerprint=c.fingerprint, code_hash=c.code_hash)
+            why = f"fingerprint {c.fingerprint}"
+            if original is None:
+                original, gap = self._nearest_stored(probes)
+                why = f"same gradients up to a constant factor, probe distance {gap:.1e}"
             if original is not None:
                 c.status, c.duplicate_of = Status.DUPLICATE, original.id
-                c.reason = f"behaves like #{original.id} {original.name} (fingerprint {c.fingerprint})"
+                c.reason = f"behaves like #{original.id} {original.name} ({why})"
             else:
                 c.status = Status.QUEUED
         stage = first_stage(self.config) if c.status == Status.QUEUED else ""
@@ -187,6 +202,22 @@ class DiscoveryLoop:
         self._log(f"stored #{cid} {c.name}: {c.status}" + (f" ({c.reason})" if c.reason else ""))
         if c.status == Status.QUEUED:
             self._enter_stage(cid, stage)
+
+    def _nearest_stored(self, probes: list[float]) -> tuple[Candidate | None, float]:
+        """The first stored loss whose gradient probes match these within eval.duplicate_distance.
+
+        Catches what the exact fingerprint misses: a loss plus a constant, or times a positive constant,
+        trains like the original (same gradients; Adam is invariant to the scale).
+        """
+        if not probes:
+            return None, math.inf
+        for other in self.archive.candidates():
+            if other.status in (Status.DUPLICATE, Status.INVALID):
+                continue
+            gap = fingerprint_distance(probes, self.archive.probe_values(other.id))
+            if gap < self.config.eval.duplicate_distance:
+                return other, gap
+        return None, math.inf
 
     # ---------------------------------------------------------------- evaluation stages
 

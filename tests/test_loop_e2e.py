@@ -28,6 +28,9 @@ CANDIDATES = {
     + "    z = beta * margin\n    return 0.1 * F.relu(1.0 - z) - F.logsigmoid(z)\n",
     # breaks the policy: no network / os access
     "c_invalid": "import os\n\n\n" + HEAD.format(name="c_invalid") + "    return os.getcwd()\n",
+    # DPO plus a constant: other loss values, the same gradients -> a near-duplicate of the dpo baseline
+    "b_dpo_plus_one": "import torch.nn.functional as F\n\n\n" + HEAD.format(name="b_dpo_plus_one") + MARGIN
+    + "    return 1.0 - F.logsigmoid(beta * margin)\n",
     # trains into NaN/Inf
     "d_diverging": "import torch\n\n\n" + HEAD.format(name="d_diverging") + MARGIN
     + "    return torch.exp(-1e4 * margin) * 1e30\n",
@@ -62,6 +65,9 @@ def test_replay_run_stores_each_candidate_with_the_right_status(replay_dir, tmp_
         dup = by_name["b_duplicate"]
         assert dup.status == Status.DUPLICATE and dup.duplicate_of == by_name["a_valid"].id
         assert archive.evaluations(dup.id) == []  # never trained
+        near = by_name["b_dpo_plus_one"]
+        assert near.status == Status.DUPLICATE and near.duplicate_of == by_name["dpo"].id, near.reason
+        assert "same gradients" in near.reason and archive.evaluations(near.id) == []
         assert by_name["c_invalid"].status == Status.INVALID and "os" in by_name["c_invalid"].reason
         assert archive.evaluations(by_name["c_invalid"].id) == []
         # non-finite losses are caught by the sandbox's probes, or else by training's NaN/Inf stop

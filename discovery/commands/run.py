@@ -185,12 +185,15 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, quiet: bool, consol
     archive.start_run(config.to_dict(), config.task.name, task.cache_key())
     archive.log_event("session", "resumed" if resuming else "started", data={"pid": os.getpid(),
                                                                               "executor": executor.describe()})
-    proposer = stack.enter_context(make_proposer(config, lambda code: validate(code, config.sandbox,
-                                                                                  runner=validation_runner)))
+    def validator(code: str):
+        return validate(code, config.sandbox, runner=validation_runner)
+
+    proposer = stack.enter_context(make_proposer(config, validator))
     cache = BaselineCache(default_root(config.task.cache_dir), config.task.name, task.cache_key(),
                           config.train.__dict__)
     stack.callback(cache.close)
     progress = stack.enter_context(QuietProgress() if quiet else LiveProgress(console))
-    loop = DiscoveryLoop(config, archive, task.info(), proposer, executor, make_selection(config), cache, progress)
+    loop = DiscoveryLoop(config, archive, task.info(), proposer, executor, make_selection(config), cache, progress,
+                         validator=validator)
     result = loop.run()
     return result, archive.best(k=10)
