@@ -133,7 +133,7 @@ def test_replay_proposes_files_in_order_then_stops(tmp_path):
     assert [p.candidate.name for p in out] == ["a_first", "b_second", "c_broken"]
     assert [p.candidate.status for p in out] == [Status.PROPOSED, Status.PROPOSED, Status.INVALID]
     assert all(p.candidate.origin == Origin.REPLAY for p in out)
-    assert "must take" in out[2].candidate.reason
+    assert "signature must be exactly" in out[2].candidate.reason
     assert "3 files" in proposer.stop_reason()
     with pytest.raises(ProposerError):
         proposer.propose(context)
