@@ -70,7 +70,10 @@ def test_broken_candidates_are_rejected_with_the_right_reason(runner, name):
     code, check = BROKEN[name]
     report = validate(code, CONFIG, runner)
     assert not report.valid
-    assert report.errors[0].check == check, report.summary()
+    # a too-slow loss is caught by the per-call limit ("speed") or, on a loaded machine, by the child's
+    # wall clock ("timeout"); both tell the LLM the same thing
+    allowed = {"speed", "timeout"} if check == "speed" else {check}
+    assert report.errors[0].check in allowed, report.summary()
     assert report.summary().startswith("invalid: ")
 
 
@@ -80,7 +83,8 @@ def test_hostile_candidates_are_rejected_with_the_right_reason(runner, name, tmp
     before = set(os.listdir("/tmp"))
     report = validate(code.replace("/tmp/", f"{tmp_path}/"), CONFIG, runner)
     assert not report.valid
-    assert check in {e.check for e in report.errors}, report.summary()
+    allowed = {"speed", "timeout"} if check == "speed" else {check}
+    assert allowed & {e.check for e in report.errors}, report.summary()
     assert set(os.listdir("/tmp")) - before == set() and not any(tmp_path.iterdir())
 
 
