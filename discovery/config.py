@@ -192,7 +192,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping of keys, got {type(value).__name__} {value!r}")
-        return _build(tp, value, where)
+        return build_dataclass(tp, value, where)
     if origin is list:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
@@ -228,7 +228,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def _build(cls, data: dict[str, Any], where: str = ""):
+def build_dataclass(cls, data: dict[str, Any], where: str = ""):
+    """Build config dataclass `cls` from plain data: unknown keys (with the nearest valid one) and wrong types
+    raise ConfigError naming `where`."""
     types_ = _field_types(cls)
     kwargs = {}
     for key, value in data.items():
@@ -240,7 +242,7 @@ def _build(cls, data: dict[str, Any], where: str = ""):
 
 
 def from_dict(data: dict[str, Any] | None) -> RunConfig:
-    return _build(RunConfig, data or {})
+    return build_dataclass(RunConfig, data or {})
 
 
 # ---------------------------------------------------------------- files and overrides

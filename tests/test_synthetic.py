@@ -71,7 +71,7 @@ def test_prepare_is_cached_and_keyed(task, small_args):
     assert seen == ["cached"]
     other = get_task(load_config(None, [*small_args, "task.options.label_noise=0.2"]))
     assert other.cache_key() != task.cache_key() and not other.is_prepared()
-    with pytest.raises(ConfigError, match="unknown task.options"):
+    with pytest.raises(ConfigError, match="unknown config key 'task.options.vocabulary'"):
         get_task(load_config(None, ["task.options.vocabulary=8"]))
 
 

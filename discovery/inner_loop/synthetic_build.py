@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from discovery.errors import ConfigError
+from discovery.config import build_dataclass
 from discovery.inner_loop.language import TrueLanguage
 from discovery.inner_loop.scoring import N_SPECIAL, sample
 from discovery.inner_loop.task import ProgressFn
@@ -45,12 +45,7 @@ class SyntheticOptions:
 
     @classmethod
     def from_dict(cls, options: dict) -> SyntheticOptions:
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown task.options for synthetic: {', '.join(unknown)}; valid: {', '.join(known)}")
-        defaults = cls()
-        return cls(**{k: type(getattr(defaults, k))(v) for k, v in options.items()})
+        return build_dataclass(cls, options, "task.options")
 
 
 def words(opts: SyntheticOptions) -> list[str]:
