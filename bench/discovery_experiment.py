@@ -56,12 +56,28 @@ def best_so_far(values: list[float | None], k: int) -> list[float | None]:
     return out
 
 
-def compare(values: list[float], base: list[float]) -> dict:
-    """Difference of means with the unpaired standard error; `beats` = more than 2 SE above `base`."""
-    diff = statistics.fmean(values) - statistics.fmean(base)
-    se = math.sqrt(stderr(values) ** 2 + stderr(base) ** 2)
-    return {"diff": diff, "se": se, "z": diff / se if se > 0 else math.inf * (diff > 0),
-            "beats": len(values) > 1 and len(base) > 1 and diff > 2 * se}
+def compare(values: dict[int, float], base: dict[int, float]) -> dict:
+    """`values` vs `base`, both {seed: fitness}, paired by seed: every loss sees the same data order, init and
+    sampling per seed, so the seed-to-seed noise they share cancels in the per-seed differences. diff = mean
+    difference on the common seeds, se = its standard error; `beats` = diff > 2 se. The unpaired SE (all values
+    of each side, as if independent) is kept beside it for reference."""
+    common = sorted(set(values) & set(base))
+    diffs = [values[s] - base[s] for s in common]
+    diff = statistics.fmean(diffs) if diffs else math.nan
+    se = stderr(diffs) if len(diffs) > 1 else math.inf
+    out = {"diff": diff, "se": se, "z": _ratio(diff, se), "n": len(diffs), "beats": len(diffs) > 1 and diff > 2 * se,
+           "unpaired_se": math.nan, "unpaired_z": math.nan}
+    if values and base:
+        out["unpaired_se"] = math.sqrt(stderr(list(values.values())) ** 2 + stderr(list(base.values())) ** 2)
+        gap = statistics.fmean(values.values()) - statistics.fmean(base.values())
+        out["unpaired_z"] = _ratio(gap, out["unpaired_se"])
+    return out
+
+
+def _ratio(diff: float, se: float) -> float:
+    if se > 0:
+        return diff / se
+    return math.copysign(math.inf, diff) if diff else 0.0
 
 
 def summarize(values: list[float]) -> dict:
@@ -159,6 +175,16 @@ def run_arm_seed(run_dir: Path, arm: list[str], seed: int, opts) -> dict:
     return {"state": state, "seconds": seconds, "returncode": proc.returncode}
 
 
+def by_seed(evaluations) -> dict[int, dict[int, float]]:
+    """{candidate id: {seed: fitness}} of the successful evaluations (a beta sweep's values averaged per seed)."""
+    groups: dict[int, dict[int, list[float]]] = {}
+    for e in evaluations:
+        r = e.result
+        if r.ok and r.fitness is not None and math.isfinite(r.fitness):
+            groups.setdefault(e.candidate_id, {}).setdefault(int(r.seed), []).append(float(r.fitness))
+    return {cid: {seed: statistics.fmean(v) for seed, v in seeds.items()} for cid, seeds in groups.items()}
+
+
 def _sessions(run_dir: Path) -> list[dict]:
     path = run_dir / SESSIONS
     return json.loads(path.read_text()) if path.is_file() else []
@@ -174,11 +200,12 @@ def analyse_run(run_dir: Path, k: int) -> dict:
         usage = archive.usage()
         winners = archive.best(k=1, include_baselines=False)
         config = archive.run_info().config
+        per_seed = by_seed(archive.evaluations(fidelity="full"))
     props = [s for s in summaries if not s.candidate.is_baseline][:k]
     full = [s.fitness.mean if s.fidelity == "full" and s.fitness else None for s in props]
-    dpo_values = list(dpo.fitness.values) if dpo and dpo.fitness else []
-    first = next((i + 1 for i, s in enumerate(props) if s.fidelity == "full" and s.fitness and dpo_values
-                  and compare(list(s.fitness.values), dpo_values)["beats"]), math.inf)
+    dpo_seeds = per_seed.get(dpo.id, {}) if dpo else {}
+    first = next((i + 1 for i, s in enumerate(props) if s.fidelity == "full" and len(dpo_seeds) > 1
+                  and compare(per_seed.get(s.id, {}), dpo_seeds)["beats"]), math.inf)
     n = max(1, len(props))
     status = [s.candidate.status for s in props]
     winner = winners[0] if winners else None
@@ -189,7 +216,7 @@ def analyse_run(run_dir: Path, k: int) -> dict:
                    "failed": status.count(Status.FAILED) / n, "evaluated": status.count(Status.EVALUATED) / n},
         "llm_tokens": usage.tokens, "llm_calls": usage.calls,
         "wall_s": sum(x["seconds"] for x in _sessions(run_dir)),
-        "dpo_in_run": summarize(dpo_values) if dpo_values else None, "proposals_to_beat_dpo": first,
+        "dpo_in_run": summarize(list(dpo_seeds.values())) if dpo_seeds else None, "proposals_to_beat_dpo": first,
         "winner": None if winner is None else {
             "id": winner.id, "name": winner.candidate.name, "code": winner.candidate.code,
             "in_run": summarize(list(winner.fitness.values))},
@@ -225,9 +252,9 @@ def reevaluate(entries: dict[str, str], config_dict: dict, seeds: list[int], cac
                 print(f"  re-evaluated {i + 1}/{len(futures)}", file=sys.stderr, end="\r")
     out = {}
     for label, code in entries.items():
-        values = [cache[job_key(code, s)] for s in seeds]
-        ok = [v for v in values if v is not None and math.isfinite(v)]
-        out[label] = summarize(ok) | {"failed_seeds": len(values) - len(ok)}
+        values = {s: cache[job_key(code, s)] for s in seeds}
+        ok = {s: v for s, v in values.items() if v is not None and math.isfinite(v)}
+        out[label] = summarize(list(ok.values())) | {"by_seed": ok, "failed_seeds": len(values) - len(ok)}
     return out
 
 
@@ -287,7 +314,7 @@ def _nanmax(xs):
 def markdown(result: dict) -> str:
     fresh, lines = result["reevaluation"], []
     lines.append("| arm | loop seed | proposals | valid | duplicate | failed (training) | wall (s) | LLM tokens "
-                 "| in-run: beats DPO at proposal | winner | winner on fresh seeds (95% CI) | vs DPO (z) |")
+                 "| in-run: beats DPO at proposal | winner | winner on fresh seeds (95% CI) | vs DPO, paired by seed |")
     lines.append("|" + "---|" * 12)
     for name, arm in result["arms"].items():
         for s in arm["seeds"]:
@@ -299,11 +326,11 @@ def markdown(result: dict) -> str:
                 f"{w['name'] if w else '-'} | {_fit(fr)} | "
                 f"{_z(s.get('fresh_vs_dpo'))} |")
     lines += ["", f"Fresh seeds {result['fresh_seeds']}, same harness for all (top 8 and DPO):", "",
-              "| loss | fitness (95% CI) | vs DPO (z) |", "|---|---|---|"]
+              "| loss | fitness (95% CI) | vs DPO, paired by seed |", "|---|---|---|"]
     ranked = sorted(fresh.items(), key=lambda kv: -kv[1]["mean"] if kv[1]["n"] else math.inf)
     shown = [kv for kv in ranked[:8]] + [kv for kv in ranked[8:] if kv[0] == "dpo"]
     for label, s in shown:
-        z = _z(compare(s["values"], fresh["dpo"]["values"])) if s["n"] > 1 and label != "dpo" else "-"
+        z = _z(compare(s["by_seed"], fresh["dpo"]["by_seed"])) if s["n"] > 1 and label != "dpo" else "-"
         lines.append(f"| {label} | {_fit(s)} | {z} |")
     lines += ["", "Goals:", ""] + [f"- {'MET' if g['met'] else 'NOT MET' if g['met'] is False else 'n/a'}: "
                                     f"{g['goal']} ({g['why']})" for g in result["goals"]]
@@ -315,7 +342,9 @@ def _fit(s: dict | None) -> str:
 
 
 def _z(c: dict | None) -> str:
-    return "-" if not c else f"{c['diff']:+.4f} ({c['z']:+.1f}{', beats' if c['beats'] else ''})"
+    if not c:
+        return "-"
+    return f"{c['diff']:+.4f} (z {c['z']:+.1f}{', beats' if c['beats'] else ''}; unpaired z {c['unpaired_z']:+.1f})"
 
 
 # ---------------------------------------------------------------- main
@@ -369,7 +398,7 @@ def main(argv: list[str] | None = None) -> dict:
     for a in arms.values():
         for s in a["seeds"]:
             if s["winner"] and fresh[s["label"]]["n"] > 1:
-                s["fresh_vs_dpo"] = compare(fresh[s["label"]]["values"], fresh["dpo"]["values"])
+                s["fresh_vs_dpo"] = compare(fresh[s["label"]]["by_seed"], fresh["dpo"]["by_seed"])
             s.pop("config")
     lib_ranked = sorted((n for n in library_names if fresh[n]["n"]), key=lambda n: -fresh[n]["mean"])
     dpo_runs = [s["dpo_in_run"]["mean"] for a in arms.values() for s in a["seeds"] if s["dpo_in_run"]]

@@ -34,12 +34,22 @@ def test_best_so_far_keeps_the_running_maximum_and_waits_for_the_first_score(exp
 
 
 def test_compare_needs_more_than_two_standard_errors(experiment):
-    base = [-0.80, -0.82, -0.78]
-    clear = experiment.compare([-0.70, -0.71, -0.69], base)
+    base = {0: -0.80, 1: -0.82, 2: -0.78}
+    clear = experiment.compare({0: -0.70, 1: -0.71, 2: -0.69}, base)
     assert clear["beats"] and clear["diff"] == pytest.approx(0.1) and clear["z"] > 2
-    noisy = experiment.compare([-0.70, -0.60, -0.85], base)
+    noisy = experiment.compare({0: -0.70, 1: -0.60, 2: -0.85}, base)
     assert noisy["diff"] > 0 and not noisy["beats"]
-    assert not experiment.compare([-0.5], base)["beats"]  # one seed has no standard error
+    assert not experiment.compare({0: -0.5}, base)["beats"]  # one common seed has no standard error
+
+
+def test_compare_pairs_by_seed_so_shared_seed_noise_cancels(experiment):
+    base = {0: -0.90, 1: -0.80, 2: -0.70, 3: -0.85}  # large seed-to-seed spread, shared by both losses
+    better = {seed: v + 0.01 + 0.001 * seed for seed, v in base.items()}
+    c = experiment.compare(better, base)
+    assert c["beats"] and c["z"] > 10 and c["n"] == 4
+    assert abs(c["unpaired_z"]) < 1  # the same gap is invisible when the seeds are treated as independent
+    only_common = experiment.compare({0: -0.5, 1: -0.6, 9: 5.0}, base)  # seed 9 has no partner: ignored
+    assert only_common["n"] == 2 and only_common["diff"] == pytest.approx(0.3)
 
 
 def test_goals_count_loop_seeds_and_compare_proposals_to_beat_dpo(experiment):
