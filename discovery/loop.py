@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from discovery import library
 from discovery.archive import Archive, CandidateSummary, Usage
@@ -26,7 +26,7 @@ from discovery.executors import Executor
 from discovery.executors.plan import FULL, REEVAL, SCREEN, Job, baseline_jobs, first_stage, stage_jobs
 from discovery.inner_loop.task import TaskInfo
 from discovery.proposer.base import Proposal, Proposer
-from discovery.sandbox.fingerprint import distance as fingerprint_distance
+from discovery.proposer.novelty import KnownLoss, duplicate_of
 from discovery.selection import SelectionStrategy, rank_key
 
 log = logging.getLogger("discovery.loop")
@@ -167,7 +167,9 @@ class DiscoveryLoop:
         free = self.executor.workers - len(self.running)
         while len(self.proposing) < max(1, free) and self._proposal_blocker() is None:
             generation = self.archive.proposal_count() + len(self.proposing) + 1
-            context = self.selection.select(self.archive, self.task, generation)
+            context = replace(self.selection.select(self.archive, self.task, generation),
+                              known_losses=self._known_losses(),
+                              duplicate_distance=self.config.eval.duplicate_distance)
             self.proposing[self._pool.submit(self.proposer.propose, context)] = generation
             self._log(f"proposing #{generation}")
 
@@ -187,11 +189,8 @@ class DiscoveryLoop:
         report = proposal.report
         probes = list(getattr(report, "probe_values", None) or [])
         if c.status != Status.INVALID:
-            original = self.archive.find_original(fingerprint=c.fingerprint, code_hash=c.code_hash)
-            why = f"fingerprint {c.fingerprint}"
-            if original is None:
-                original, gap = self._nearest_stored(probes)
-                why = f"same gradients up to a constant factor, probe distance {gap:.1e}"
+            original, why = duplicate_of(self._known_losses(), c.fingerprint, c.code_hash, probes,
+                                         self.config.eval.duplicate_distance)
             if original is not None:
                 c.status, c.duplicate_of = Status.DUPLICATE, original.id
                 c.reason = f"behaves like #{original.id} {original.name} ({why})"
@@ -203,21 +202,10 @@ class DiscoveryLoop:
         if c.status == Status.QUEUED:
             self._enter_stage(cid, stage)
 
-    def _nearest_stored(self, probes: list[float]) -> tuple[Candidate | None, float]:
-        """The first stored loss whose gradient probes match these within eval.duplicate_distance.
-
-        Catches what the exact fingerprint misses: a loss plus a constant, or times a positive constant,
-        trains like the original (same gradients; Adam is invariant to the scale).
-        """
-        if not probes:
-            return None, math.inf
-        for other in self.archive.candidates():
-            if other.status in (Status.DUPLICATE, Status.INVALID):
-                continue
-            gap = fingerprint_distance(probes, self.archive.probe_values(other.id))
-            if gap < self.config.eval.duplicate_distance:
-                return other, gap
-        return None, math.inf
+    def _known_losses(self) -> list[KnownLoss]:
+        """Every stored loss a new proposal must differ from (valid, not a duplicate), with its probes."""
+        return [KnownLoss(c.id, c.name, c.fingerprint, c.code_hash, tuple(self.archive.probe_values(c.id)))
+                for c in self.archive.candidates() if c.status not in (Status.DUPLICATE, Status.INVALID)]
 
     # ---------------------------------------------------------------- evaluation stages
 

@@ -8,6 +8,7 @@ import stat
 
 import pytest
 from conftest import run_cli
+from scripted_openai_server import Reply, ScriptedOpenAIServer
 
 from discovery.archive import Archive, db_path
 from discovery.candidate import Status
@@ -85,6 +86,27 @@ def test_replay_run_stores_each_candidate_with_the_right_status(replay_dir, tmp_
         e1 = [(e.result.seed, e.result.fidelity, e.result.fitness) for e in a1.evaluations(a1.baseline("dpo").id)]
         e2 = [(e.result.seed, e.result.fidelity, e.result.fitness) for e in a2.evaluations(a2.baseline("dpo").id)]
         assert sorted(e1) == sorted(e2) and len(e1) == 2  # screen + full, same values: from the cache
+
+
+def test_llm_copy_of_a_baseline_is_sent_back_and_the_new_answer_trained(tmp_path):
+    """The loop hands the proposer every stored loss: a near-copy of DPO is refused before training."""
+    answers = [("dpo_again", CANDIDATES["b_dpo_plus_one"].replace("b_dpo_plus_one", "dpo_again")),
+               ("a_valid", CANDIDATES["a_valid"])]
+    script = [Reply(json.dumps({"thought": "t", "name": name, "code": code})) for name, code in answers]
+    run_dir = tmp_path / "run"
+    with ScriptedOpenAIServer(script) as server:
+        args = small_run_args("unused", tmp_path / "cache")
+        args[:2] = ["--proposer", "openai"]
+        args[2:4] = ["--set", f"proposer.base_url={server.base_url}"]
+        out = run_cli("run", "--run-dir", str(run_dir), *args, "--proposals", "1", "--model", "scripted-model",
+                      "--set", "proposer.api_key_env=DISCOVERY_TEST_KEY", env={"DISCOVERY_TEST_KEY": "sk-test"})
+        requests = server.chat_requests
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(requests) == 2 and "known loss `dpo`" in requests[1]["messages"][-1]["content"]
+    with Archive.open(run_dir, readonly=True) as archive:
+        (proposed,) = [c for c in archive.candidates() if c.name != "dpo"]
+        assert proposed.name == "a_valid" and proposed.status == Status.EVALUATED
+        assert [c.verdict for c in archive.llm_calls()] == ["duplicate", "valid"]
 
 
 def _one_error_line(out) -> str:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import pytest
 from proposer_support import best_validator
 from scripted_openai_server import Reply, ScriptedOpenAIServer, json_reply
 
 from discovery import library
-from discovery.candidate import Candidate, Fitness, Origin, Status
+from discovery.candidate import Candidate, Fitness, Origin, Status, code_hash
 from discovery.config import RunConfig
 from discovery.inner_loop.task import TaskInfo
 from discovery.proposer import ProposalContext, ProposerError, make_proposer
+from discovery.proposer.novelty import KnownLoss
 
 TASK = TaskInfo("synthetic", "a toy preference task", "the held-out preference accuracy", 0.1, "cheap")
 GOOD = library.get("cell").code
@@ -112,6 +114,42 @@ def test_fix_up_loop_sends_the_validator_error_back_and_records_every_attempt():
     fix_prompt = server.chat_requests[2]["messages"][-1]["content"]
     assert VALIDATE(WRONG_SIGNATURE).summary() in fix_prompt and "beta, tau" in fix_prompt
     assert len(proposal.calls) == 3 and all(c.reply for c in proposal.calls)
+
+
+DPO = library.get("dpo").code
+DPO_PLUS_ONE = DPO.replace("def dpo(", "def dpo_plus_one(").replace("return ", "return 1.0 + ")
+
+
+def known_dpo() -> ProposalContext:
+    """A context whose stored losses include DPO, with the probes the sandbox computes for it."""
+    report = VALIDATE(DPO)
+    known = KnownLoss(1, "dpo", report.fingerprint, code_hash(DPO), tuple(report.probe_values))
+    return replace(context(), known_losses=[known], duplicate_distance=1e-3)
+
+
+def test_a_copy_of_a_stored_loss_is_sent_back_as_not_new_and_the_next_answer_kept():
+    script = [json_reply("t", "dpo_plus_one", DPO_PLUS_ONE), json_reply("t", "fixed", GOOD)]
+    with ScriptedOpenAIServer(script) as server:
+        proposal = proposer_for(server, proposer__max_fix_attempts=2).propose(known_dpo())
+    assert [a.verdict for a in proposal.attempts] == ["duplicate", "valid"]
+    assert proposal.valid and proposal.candidate.name == "fixed" and proposal.candidate.code == GOOD
+    fix_prompt = server.chat_requests[1]["messages"][-1]["content"]
+    assert "known loss `dpo`" in fix_prompt and "Write a different formula" in fix_prompt
+    assert "keep the idea" not in fix_prompt
+    assert [c.verdict for c in proposal.calls] == ["duplicate", "valid"]
+
+
+def test_a_duplicate_after_the_last_fix_attempt_is_still_valid_code_for_the_loop_to_store():
+    with ScriptedOpenAIServer([json_reply("t", "dpo_plus_one", DPO_PLUS_ONE)]) as server:
+        proposal = proposer_for(server, proposer__max_fix_attempts=0).propose(known_dpo())
+    assert proposal.candidate.status == Status.PROPOSED and proposal.candidate.code == DPO_PLUS_ONE
+    assert proposal.attempts[0].verdict == "duplicate" and len(server.chat_requests) == 1
+
+
+def test_without_known_losses_nothing_is_a_duplicate():
+    with ScriptedOpenAIServer([json_reply("t", "dpo_plus_one", DPO_PLUS_ONE)]) as server:
+        proposal = proposer_for(server).propose(context())
+    assert proposal.attempts[0].verdict == "valid"
 
 
 def test_wrong_signature_without_fix_attempts_is_rejected_with_the_validator_reason():

@@ -105,17 +105,6 @@ class ArchiveQueries:
             frontier.extend(parent.parent_ids)
         return out
 
-    def find_original(self, fingerprint: str | None = None, code_hash: str | None = None) -> Candidate | None:
-        """The earliest non-duplicate, valid candidate with this behavioural fingerprint or code hash."""
-        bad = (str(Status.DUPLICATE), str(Status.INVALID))
-        for column, value in (("fingerprint", fingerprint), ("code_hash", code_hash)):
-            if value:
-                found = self._query(f"SELECT * FROM candidates WHERE {column} = ? AND status NOT IN (?, ?)"
-                                    " ORDER BY id LIMIT 1", (value, *bad))
-                if found:
-                    return rows.candidate_of(found[0])
-        return None
-
     def probe_values(self, candidate_id: int) -> list[float]:
         found = self._query("SELECT probe_values_json FROM candidates WHERE id = ?", (candidate_id,))
         return json.loads(found[0]["probe_values_json"]) if found else []

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from discovery.candidate import Candidate
 from discovery.errors import DiscoveryError
 from discovery.inner_loop.task import TaskInfo
+from discovery.proposer.novelty import KnownLoss
 
 
 class ValidationReportLike(Protocol):
@@ -41,6 +42,9 @@ class ProposalContext:
     baselines: list[Candidate] = field(default_factory=list)
     generation: int = 0
     parents: list[Candidate] = field(default_factory=list)
+    # every stored loss a proposal must differ from (see proposer.novelty); empty = no novelty check
+    known_losses: list[KnownLoss] = field(default_factory=list)
+    duplicate_distance: float = 0.0
 
     def known(self) -> list[Candidate]:
         return [*self.top, *self.recent, *self.failures, *self.baselines, *self.parents]
@@ -56,7 +60,7 @@ class LLMCall:
     completion_tokens: int
     latency_s: float
     cost_usd: float
-    verdict: str = ""  # "valid" | "invalid" | "unparseable" | "truncated"
+    verdict: str = ""  # "valid" | "invalid" | "duplicate" | "unparseable" | "truncated"
     reply: str = ""
     finish_reason: str = ""
 
@@ -76,7 +80,7 @@ class Attempt:
     kind: str  # "propose" | "fix" | "replay" | "symbolic"
     prompt_hash: str
     reply: str
-    verdict: str  # "valid" | "invalid" | "unparseable" | "truncated"
+    verdict: str  # "valid" | "invalid" | "duplicate" | "unparseable" | "truncated"
     reason: str = ""
     name: str = ""
     code: str = ""

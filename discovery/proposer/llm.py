@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from discovery import contract
-from discovery.candidate import Candidate, Origin, Status
+from discovery.candidate import Candidate, Origin, Status, code_hash
 from discovery.config import ProposerConfig
 from discovery.proposer import context as ctx
 from discovery.proposer import templates
@@ -20,6 +20,7 @@ from discovery.proposer.base import (
 )
 from discovery.proposer.client import ChatClient, ChatReply, estimate_tokens
 from discovery.proposer.extract import extract, normalize
+from discovery.proposer.novelty import duplicate_of
 
 _ANSWER_MARGIN = 128  # tokens kept free beyond max_tokens for chat-template overhead
 
@@ -54,7 +55,7 @@ class LLMProposer(Proposer):
 
     def fix_prompt(self, attempt: Attempt) -> str:
         return templates.render("fix", loss_name=attempt.name, code=attempt.code.strip(), reason=attempt.reason,
-                                params=contract.PARAMS)
+                                params=contract.PARAMS, duplicate=attempt.verdict == "duplicate")
 
     # ------------------------------------------------------------------ the loop
 
@@ -72,7 +73,7 @@ class LLMProposer(Proposer):
             except ProposerError as exc:
                 exc.attempts = attempts  # type: ignore[attr-defined]
                 raise
-            attempt, report = self._judge(index, messages, reply)
+            attempt, report = self._judge(index, messages, reply, context)
             calls.append(attempt.call)
             attempts.append(attempt)
             if attempt.verdict == "valid":
@@ -81,7 +82,7 @@ class LLMProposer(Proposer):
         return Proposal(candidate=self._candidate(context, attempts, report), calls=calls, attempts=attempts,
                         report=report)
 
-    def _judge(self, index: int, messages, reply: ChatReply):
+    def _judge(self, index: int, messages, reply: ChatReply, context: ProposalContext):
         found = extract(reply.text)
         found.code, edits = normalize(found.code) if found.ok else (found.code, [])
         report = None
@@ -95,6 +96,13 @@ class LLMProposer(Proposer):
             report = self.validator(found.code)
             verdict = "valid" if report.valid else "invalid"
             reason = "" if report.valid else report.summary()
+            if report.valid:
+                original, _ = duplicate_of(context.known_losses, report.fingerprint, code_hash(found.code),
+                                           report.probe_values, context.duplicate_distance)
+                if original is not None:
+                    verdict = "duplicate"
+                    reason = (f"it trains exactly like the known loss `{original.name}` (the same gradients, up to "
+                              "a constant added or a constant factor), so it is not new")
         phash = prompt_hash(messages)
         call = LLMCall(model=self.config.model, prompt_hash=phash, prompt_tokens=reply.prompt_tokens,
                        completion_tokens=reply.completion_tokens, latency_s=reply.latency_s,
@@ -109,7 +117,7 @@ class LLMProposer(Proposer):
     def _candidate(self, context: ProposalContext, attempts: list[Attempt], report) -> Candidate:
         last = attempts[-1]
         with_code = next((a for a in reversed(attempts) if a.code), last)
-        valid = last.verdict == "valid"
+        valid = last.verdict in ("valid", "duplicate")  # a duplicate is valid code: the loop stores it as such
         if not valid and not last.reason:
             last.reason = "the budget cap stopped the fix-up loop"
         final_report = report if with_code is last else None
