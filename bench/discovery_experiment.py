@@ -160,8 +160,9 @@ def run_arm_seed(run_dir: Path, arm: list[str], seed: int, opts) -> dict:
     if state == "new":
         cmd = ["run", "--run-dir", str(run_dir), *arm, "--set", f"proposer.seed={seed}",
                "--set", "budget.wall_time=null", *[x for s in opts.set for x in ("--set", s)], *common]
-    else:
-        cmd = ["run", "--resume", str(run_dir), *common]
+    else:  # the stored config, plus this invocation's overrides (e.g. more threads or a longer timeout)
+        threads = ["--set", f"proposer.n_threads={opts.llm_threads}"] if opts.llm_threads and "--model" in arm else []
+        cmd = ["run", "--resume", str(run_dir), *threads, *[x for s in opts.set for x in ("--set", s)], *common]
     start = time.time()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, "-m", "discovery.cli", *cmd], capture_output=True, text=True, env=env)
