@@ -49,6 +49,7 @@ class ProposerConfig:
     timeout: float = 120.0
     max_retries: int = 3
     max_fix_attempts: int = 2
+    retry_duplicates: bool = True  # an answer that trains like a stored loss uses a fix-up attempt to ask again
     context_window: int = 8192
     top_k: int = 5
     recent: int = 3

@@ -146,10 +146,13 @@ def test_a_duplicate_after_the_last_fix_attempt_is_still_valid_code_for_the_loop
     assert proposal.attempts[0].verdict == "duplicate" and len(server.chat_requests) == 1
 
 
-def test_without_known_losses_nothing_is_a_duplicate():
+def test_without_known_losses_or_with_retry_duplicates_off_a_copy_is_not_sent_back():
     with ScriptedOpenAIServer([json_reply("t", "dpo_plus_one", DPO_PLUS_ONE)]) as server:
         proposal = proposer_for(server).propose(context())
     assert proposal.attempts[0].verdict == "valid"
+    with ScriptedOpenAIServer([json_reply("t", "dpo_plus_one", DPO_PLUS_ONE)]) as server:
+        proposal = proposer_for(server, proposer__retry_duplicates=False).propose(known_dpo())
+    assert [a.verdict for a in proposal.attempts] == ["valid"] and len(server.chat_requests) == 1
 
 
 def test_wrong_signature_without_fix_attempts_is_rejected_with_the_validator_reason():

@@ -96,7 +96,7 @@ class LLMProposer(Proposer):
             report = self.validator(found.code)
             verdict = "valid" if report.valid else "invalid"
             reason = "" if report.valid else report.summary()
-            if report.valid:
+            if report.valid and self.config.retry_duplicates:
                 original, _ = duplicate_of(context.known_losses, report.fingerprint, code_hash(found.code),
                                            report.probe_values, context.duplicate_distance)
                 if original is not None:
