@@ -57,8 +57,8 @@ def best_so_far(values: list[float | None], k: int) -> list[float | None]:
 
 
 def compare(values: dict[int, float], base: dict[int, float]) -> dict:
-    """`values` vs `base`, both {seed: fitness}, paired by seed: every loss sees the same data order, init and
-    sampling per seed, so the seed-to-seed noise they share cancels in the per-seed differences. diff = mean
+    """`values` vs `base`, both {seed: fitness}, paired by seed: every loss starts from the same model and sees the same
+    data order and scoring samples per seed, so the seed-to-seed noise they share cancels in the per-seed differences. diff = mean
     difference on the common seeds, se = its standard error; `beats` = diff > 2 se. The unpaired SE (all values
     of each side, as if independent) is kept beside it for reference."""
     common = sorted(set(values) & set(base))
@@ -219,7 +219,8 @@ def analyse_run(run_dir: Path, k: int) -> dict:
         "wall_s": sum(x["seconds"] for x in _sessions(run_dir)),
         "dpo_in_run": summarize(list(dpo_seeds.values())) if dpo_seeds else None,
         "baselines_in_run": {s.candidate.name: s.fitness.mean for s in summaries
-                             if s.candidate.is_baseline and s.fidelity == "full" and s.fitness}, "proposals_to_beat_dpo": first,
+                             if s.candidate.is_baseline and s.fidelity == "full" and s.fitness},
+        "proposals_to_beat_dpo": first,
         "winner": None if winner is None else {
             "id": winner.id, "name": winner.candidate.name, "code": winner.candidate.code,
             "in_run": summarize(list(winner.fitness.values))},

@@ -204,7 +204,8 @@ class DiscoveryLoop:
 
     def _known_losses(self) -> list[KnownLoss]:
         """Every stored loss a new proposal must differ from (valid, not a duplicate), with its probes."""
-        return [KnownLoss(c.id, c.name, c.fingerprint, c.code_hash, tuple(self.archive.probe_values(c.id)))
+        probes = self.archive.all_probe_values()
+        return [KnownLoss(c.id, c.name, c.fingerprint, c.code_hash, tuple(probes.get(c.id, ())))
                 for c in self.archive.candidates() if c.status not in (Status.DUPLICATE, Status.INVALID)]
 
     # ---------------------------------------------------------------- evaluation stages

@@ -41,7 +41,7 @@ def test_candidate_round_trip_keeps_every_field(archive):
     for field in ("name", "code", "thought", "origin", "parent_ids", "generation", "proposer", "model",
                   "status", "fingerprint", "sympy", "latex", "diagnostics"):
         assert getattr(back, field) == getattr(c, field), field
-    assert archive.probe_values(cid) == [0.1, 0.2]
+    assert archive.probe_values(cid) == [0.1, 0.2] and archive.all_probe_values() == {cid: [0.1, 0.2]}
     assert archive.llm_calls(cid)[0].prompt_tokens == 100
     assert archive.usage().tokens == 150 and archive.usage().cost_usd == pytest.approx(0.01)
 

@@ -105,6 +105,11 @@ class ArchiveQueries:
             frontier.extend(parent.parent_ids)
         return out
 
+    def all_probe_values(self) -> dict[int, list[float]]:
+        """{candidate id: gradient-probe values} of every candidate, in one query."""
+        return {r["id"]: json.loads(r["probe_values_json"])
+                for r in self._query("SELECT id, probe_values_json FROM candidates")}
+
     def probe_values(self, candidate_id: int) -> list[float]:
         found = self._query("SELECT probe_values_json FROM candidates WHERE id = ?", (candidate_id,))
         return json.loads(found[0]["probe_values_json"]) if found else []
