@@ -16,7 +16,8 @@ from discovery import library
 from discovery.candidate import Candidate, Origin
 from discovery.config import RunConfig
 from discovery.inner_loop.task import TaskInfo
-from discovery.proposer import ProposalContext, make_proposer
+from discovery.proposer import ProposalContext, ProposerError, make_proposer
+from discovery.proposer.llamacpp_server import EmbeddedChatClient, LlamaCppServer
 
 pytestmark = pytest.mark.llm
 REPO = Path(__file__).resolve().parents[1]
@@ -73,3 +74,22 @@ def test_server_dies_when_its_parent_is_killed(test_gguf):
     assert out.returncode == -signal.SIGKILL
     pid = int(out.stdout.split()[0])
     assert gone(pid), f"llama.cpp server {pid} outlived its parent"
+
+
+def test_a_timed_out_generation_is_stopped_not_left_running(test_gguf):
+    """llama-cpp-python finishes an abandoned generation; the client restarts the server so nothing queues behind."""
+    server = LlamaCppServer(test_gguf, n_ctx=1024, n_threads=1)
+    client = EmbeddedChatClient(server, test_gguf, timeout=1.0, max_retries=1, temperature=0.0, max_tokens=900,
+                                response_format="text", seed=0)
+    long_answer = [{"role": "user", "content": "Count from 1 to 1000, one number per line, nothing else."}]
+    try:
+        with pytest.raises(ProposerError, match="timed out after 2 tries of 1.0s"):
+            client.complete(long_answer)
+        assert server.restarts == 2  # one per timed-out try, so both abandoned generations were stopped
+        client._client = client._client.with_options(timeout=120.0)
+        client.max_tokens = 4
+        reply = client.complete([{"role": "user", "content": "Say hi."}])
+    finally:
+        server.close()
+    # Two abandoned 900-token generations would hold the server for 40 s or more (about 45 tok/s on 2 cores).
+    assert reply.completion_tokens <= 4 and reply.latency_s < 15, reply

@@ -59,6 +59,7 @@ class ChatClient:
         self.seed = seed
         self._requests = 0  # request i samples with seed + i: reproducible, yet not the same answer each time
         self._lock = threading.Lock()
+        self.tries = max_retries + 1
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout,
                                      max_retries=max_retries)
 
@@ -75,13 +76,13 @@ class ChatClient:
             return self.complete(messages)
         except openai.APITimeoutError:
             raise ProposerError(f"the LLM endpoint {self._where()} timed out after "
-                                f"{self._client.max_retries + 1} tries of {self._client.timeout}s "
+                                f"{self.tries} tries of {self._client.timeout}s "
                                 "(raise proposer.timeout or proposer.max_retries)") from None
         except openai.APIConnectionError as exc:
             raise ProposerError(f"cannot reach the LLM endpoint {self._where()}: {_one_line(exc)}") from None
         except openai.APIStatusError as exc:
             raise ProposerError(f"the LLM endpoint {self._where()} answered HTTP {exc.status_code} after "
-                                f"{self._client.max_retries + 1} tries: {_one_line(exc)}") from None
+                                f"{self.tries} tries: {_one_line(exc)}") from None
         latency = time.monotonic() - start
         return _reply(response, messages, latency, self.model)
 

@@ -52,7 +52,7 @@ class LlamaCppProposer(LLMProposer):
 
 
 def _llamacpp(config: RunConfig, validator: Validator, ledger: Ledger) -> Proposer:
-    from discovery.proposer.llamacpp_server import LlamaCppServer, ensure_llama_cpp, resolve_model
+    from discovery.proposer.llamacpp_server import EmbeddedChatClient, LlamaCppServer, ensure_llama_cpp, resolve_model
 
     p = config.proposer
     ensure_llama_cpp()
@@ -64,7 +64,9 @@ def _llamacpp(config: RunConfig, validator: Validator, ledger: Ledger) -> Propos
         # empty or broken "code" strings, so "auto" means text + robust extraction here; "json_object"
         # (llama-cpp-python's JSON mode with our schema) stays available.
         fmt = "text" if p.response_format == "auto" else p.response_format
-        client = _client(config, server.base_url, "", p.model, fmt)
+        client = EmbeddedChatClient(server, p.model, timeout=p.timeout, max_retries=p.max_retries,
+                                    temperature=p.temperature, max_tokens=p.max_tokens, response_format=fmt,
+                                    seed=p.seed)
         return LlamaCppProposer(server, client, validator, p, ledger, PriceTable.build(p.prices, local=True),
                                 name="llamacpp")
     except BaseException:

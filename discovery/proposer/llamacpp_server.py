@@ -16,11 +16,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
+import openai
+
 from discovery.proposer.base import ProposerError
+from discovery.proposer.client import ChatClient
 
 _HINT = ("set proposer.model=/path/to/model.gguf (a local GGUF file), or use an OpenAI-compatible endpoint: "
          "proposer.backend=openai proposer.base_url=http://HOST:PORT/v1 proposer.model=NAME")
@@ -75,20 +79,31 @@ class LlamaCppServer:
         self.model_path = model_path
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._log = tempfile.NamedTemporaryFile(prefix="llamacpp-", suffix=".log", delete=False)
-        command = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1",
-                   "--port", str(self.port), "--n_ctx", str(n_ctx), "--seed", str(seed), "--verbose", "False"]
+        self.start_timeout = start_timeout
+        self.restarts = 0
+        self._command = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1",
+                         "--port", str(self.port), "--n_ctx", str(n_ctx), "--seed", str(seed), "--verbose", "False"]
         if n_threads:
-            command += ["--n_threads", str(n_threads)]
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-                                        start_new_session=True, env=_child_env())
+            self._command += ["--n_threads", str(n_threads)]
+        self._log = tempfile.NamedTemporaryFile(prefix="llamacpp-", suffix=".log", delete=False)
         atexit.register(self.close)
+        self._start()
+
+    def _start(self) -> None:
+        self.process = subprocess.Popen(self._command, stdin=subprocess.DEVNULL, stdout=self._log,
+                                        stderr=subprocess.STDOUT, start_new_session=True, env=_child_env(),
+                                        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         try:
-            self._wait_ready(start_timeout)
+            self._wait_ready(self.start_timeout)
         except BaseException:
             self.close()
             raise
+
+    def restart(self) -> None:
+        """Stop whatever the server is generating and start it again on the same port."""
+        self._stop()
+        self.restarts += 1
+        self._start()
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -116,7 +131,7 @@ class LlamaCppServer:
     def running(self) -> bool:
         return self.process.poll() is None
 
-    def close(self) -> None:
+    def _stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -124,12 +139,42 @@ class LlamaCppServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def close(self) -> None:
+        self._stop()
         self._log.close()
         try:
             os.unlink(self._log.name)
         except OSError:
             pass
         atexit.unregister(self.close)
+
+
+class EmbeddedChatClient(ChatClient):
+    """The chat client of the embedded server: one request at a time, and a timed-out request is really stopped.
+
+    The server runs one generation at a time anyway, so serializing here keeps a queued request's timeout from
+    counting another request's generation. llama-cpp-python finishes a non-streamed generation even after the
+    client has gone, so a plain retry would queue behind the abandoned one (and time out in turn); a restart
+    stops it instead, at the cost of reloading the model (seconds).
+    """
+
+    def __init__(self, server: LlamaCppServer, *args, max_retries: int, **kwargs):
+        super().__init__(server.base_url, "", *args, max_retries=0, **kwargs)
+        self.server = server
+        self.tries = max_retries + 1
+        self._one_at_a_time = threading.Lock()
+
+    def _create(self, messages, mode: str):
+        with self._one_at_a_time:
+            for attempt in range(self.tries):
+                try:
+                    return super()._create(messages, mode)
+                except openai.APIConnectionError:  # (APITimeoutError is one)
+                    self.server.restart()  # also after the last try: the next request finds the server free
+                    if attempt + 1 == self.tries:
+                        raise
+        raise AssertionError("unreachable")
 
 
 def _child_env() -> dict[str, str]:
