@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,15 +166,19 @@ def run_arm_seed(run_dir: Path, arm: list[str], seed: int, opts) -> dict:
         cmd = ["run", "--resume", str(run_dir), *threads, *[x for s in opts.set for x in ("--set", s)], *common]
     start = time.time()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-m", "discovery.cli", *cmd], capture_output=True, text=True, env=env)
-    seconds = time.time() - start
-    sessions = _sessions(run_dir)
-    sessions.append({"started": start, "seconds": seconds, "returncode": proc.returncode, "state": state})
-    if run_dir.is_dir():
-        (run_dir / SESSIONS).write_text(json.dumps(sessions, indent=1))
-    if proc.returncode != 0:
-        print(f"  {run_dir.name}: exit {proc.returncode}: {proc.stderr.strip()[-600:]}", file=sys.stderr)
-    return {"state": state, "seconds": seconds, "returncode": proc.returncode}
+    returncode = None  # stays None if this script is interrupted: the session still counts towards wall time
+    try:
+        proc = subprocess.run([sys.executable, "-m", "discovery.cli", *cmd], capture_output=True, text=True, env=env)
+        returncode = proc.returncode
+    finally:
+        seconds = time.time() - start
+        sessions = _sessions(run_dir)
+        sessions.append({"started": start, "seconds": seconds, "returncode": returncode, "state": state})
+        if run_dir.is_dir():
+            (run_dir / SESSIONS).write_text(json.dumps(sessions, indent=1))
+    if returncode != 0:
+        print(f"  {run_dir.name}: exit {returncode}: {proc.stderr.strip()[-600:]}", file=sys.stderr)
+    return {"state": state, "seconds": seconds, "returncode": returncode}
 
 
 def by_seed(evaluations) -> dict[int, dict[int, float]]:
@@ -378,6 +383,8 @@ def parse(argv: list[str] | None):
     p.add_argument("--out", default="bench/results/experiment", help="output dir (run dirs under OUT/runs)")
     p.add_argument("--workers", type=int, help="evaluation workers (default: the machine's best layout)")
     p.add_argument("--llm-threads", type=int, help="threads of the embedded llama.cpp server")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="arm-seeds run at once (e.g. 2 with --llm-threads 1 --workers 1 on 2 cores)")
     p.add_argument("--replay-dir", help="loss files for the replay arm")
     p.add_argument("--llm-arm", default="llm", help="the arm the goals treat as the LLM arm")
     p.add_argument("--control-arm", default="symbolic", help="the arm the goals treat as the control")
@@ -391,10 +398,14 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "runs").mkdir(parents=True, exist_ok=True)
     started = time.time()
     arm_flags = {name: arm_args(name, opts) for name in opts.arms}
-    for seed in range(opts.seeds):
-        for name, flags in arm_flags.items():
-            print(f"[{time.time() - started:6.0f}s] {name} seed {seed}", file=sys.stderr)
-            run_arm_seed(out / "runs" / f"{name}-seed{seed}", flags, seed, opts)
+
+    def one(job: tuple[int, str]) -> None:
+        seed, name = job
+        print(f"[{time.time() - started:6.0f}s] {name} seed {seed}", file=sys.stderr)
+        run_arm_seed(out / "runs" / f"{name}-seed{seed}", arm_flags[name], seed, opts)
+
+    with ThreadPoolExecutor(max(1, opts.parallel)) as pool:  # each arm-seed is its own `discovery run` process
+        list(pool.map(one, [(seed, name) for seed in range(opts.seeds) for name in arm_flags]))
     arms = {}
     for name in opts.arms:
         seeds = []

@@ -74,7 +74,8 @@ def test_tiny_experiment_end_to_end_then_a_rerun_skips_finished_runs(experiment,
     (replay / "b_invalid.py").write_text("import os\n\n\n" + HEAD.format(name="b_invalid") + "    return os.getcwd()\n")
     out = tmp_path / "exp"
     argv = ["--arms", "symbolic", "replay", "--replay-dir", str(replay), "--llm-arm", "replay", "--seeds", "1",
-            "--proposals", "2", "--fresh-seeds", "2", "--library", "slic", "--workers", "2", "--out", str(out),
+            "--proposals", "2", "--fresh-seeds", "2", "--library", "slic", "--workers", "1", "--parallel", "2",
+            "--out", str(out),
             *[x for s in [*TINY, f"task.cache_dir={tmp_path / 'cache'}"] for x in ("--set", s)]]
     result = experiment.main(argv)
 
@@ -96,6 +97,11 @@ def test_tiny_experiment_end_to_end_then_a_rerun_skips_finished_runs(experiment,
     stored = json.loads((out / "experiment.json").read_text())
     assert stored["arms"]["replay"]["seeds"][0]["winner"]["name"] == "a_hinge"
     assert (out / "experiment.png").stat().st_size > 10_000 and "a_hinge" in (out / "experiment.md").read_text()
+
+    (replay_run,), (symbolic_run,) = (json.loads((Path(s["run_dir"]) / experiment.SESSIONS).read_text())
+                                      for s in (replay_seed, symbolic_seed))
+    first, second = sorted([replay_run, symbolic_run], key=lambda x: x["started"])
+    assert second["started"] < first["started"] + first["seconds"]  # --parallel 2: the two arms ran at once
 
     # finished runs are skipped, the re-evaluation comes from its cache, the numbers are the same
     sessions = json.loads((Path(replay_seed["run_dir"]) / experiment.SESSIONS).read_text())

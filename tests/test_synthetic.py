@@ -9,6 +9,10 @@ bench/inner_loop_task.py, not here.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -19,6 +23,7 @@ from discovery.errors import ConfigError
 from discovery.inner_loop.evaluate import evaluate_candidate, evaluate_seeds, make_runner
 from discovery.inner_loop.task import Fidelity, get_task
 
+REPO = Path(__file__).resolve().parents[1]
 SMALL = ["task.options.sft_steps=300", "task.options.train_pairs=1024", "task.options.heldout_pairs=256",
          "task.options.eval_prompts=256", "train.max_steps=40", "train.learning_rate=0.001"]
 
@@ -164,3 +169,18 @@ def test_cli_baselines_table_and_tasks_list(task, small_args):
     out = run_cli("tasks", "list", "--json", *sets)
     listed = {r["name"]: r for r in json.loads(out.stdout)}
     assert listed["synthetic"]["prepared"] is True and listed["synthetic"]["cache_key"] == task.cache_key()
+
+
+def test_two_runs_preparing_the_same_cache_at_once_both_succeed(tmp_path):
+    """The parallel experiment starts several runs on one cache: the second waits for the first's build."""
+    tiny = [f"task.cache_dir={tmp_path}", "task.options.sft_steps=50", "task.options.train_pairs=128",
+            "task.options.heldout_pairs=64", "task.options.eval_prompts=64"]
+    sets = [arg for a in tiny for arg in ("--set", a)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-m", "discovery.cli", "tasks", "prepare", "synthetic", *sets],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [proc.communicate(timeout=600) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err[-300:] for _, err in outs]
+    task = get_task(load_config(None, tiny))
+    assert task.is_prepared() and task.load().train.num_rows == 128
+    assert [p.name for p in (tmp_path / "synthetic").iterdir() if p.is_dir()] == [task.cache_key()]  # no leftovers

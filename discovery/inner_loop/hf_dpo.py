@@ -21,7 +21,7 @@ from discovery.candidate import EvalResult
 from discovery.config import RunConfig
 from discovery.errors import DiscoveryError
 from discovery.inner_loop import heldout
-from discovery.inner_loop.task import Fidelity, ProgressFn, Task, TaskInfo
+from discovery.inner_loop.task import Fidelity, ProgressFn, Task, TaskInfo, cache_lock
 
 SCORERS = ("mtbench", "heldout")
 
@@ -85,8 +85,11 @@ class HFDPOTask(Task):
 
     def prepare(self, progress: ProgressFn | None = None) -> None:
         folder = self.data_dir()
-        if (folder / "meta.json").is_file():
-            return
+        with cache_lock(folder):
+            if not (folder / "meta.json").is_file():  # (perhaps by another run while this one waited)
+                self._build(folder, progress)
+
+    def _build(self, folder: Path, progress: ProgressFn | None) -> None:
         from discovery.inner_loop.hf_data import load_policy, load_split, tokenize_pairs
         from discovery.inner_loop.trainer import add_reference_logps
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from discovery.candidate import EvalResult
 from discovery.errors import DiscoveryError
-from discovery.inner_loop.task import Fidelity, ProgressFn, Task, TaskInfo
+from discovery.inner_loop.task import Fidelity, ProgressFn, Task, TaskInfo, cache_lock
 
 DESCRIPTION = (
     "A small causal language model (a tiny Llama) was fine-tuned on a hidden language and is now preference-"
@@ -84,19 +84,19 @@ class SyntheticTask(Task):
     def prepare(self, progress: ProgressFn | None = None) -> None:
         from discovery.inner_loop.synthetic_build import build
 
-        if self.is_prepared():
-            if progress:
-                progress("cached", 1.0)
-            return
-        import torch
+        with cache_lock(self.path):
+            if self.is_prepared():  # (perhaps by another run while this one waited for the lock)
+                if progress:
+                    progress("cached", 1.0)
+                return
+            import torch
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.config.train.threads or 1)  # a tiny model: more threads only contend
-        try:
-            build(self.options, self.path, progress)
-        finally:
-            torch.set_num_threads(threads)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(self.config.train.threads or 1)  # a tiny model: more threads only contend
+            try:
+                build(self.options, self.path, progress)
+            finally:
+                torch.set_num_threads(threads)
 
     def load(self) -> SyntheticState:
         """The prepared state, read once per process."""

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
 
 from discovery.candidate import EvalResult
 from discovery.config import RunConfig
@@ -68,6 +72,14 @@ TASKS: dict[str, str] = {
     "hf_dpo": "discovery.inner_loop.hf_dpo:HFDPOTask",
     "imdb": "discovery.inner_loop.imdb:ImdbTask",
 }
+
+
+@contextmanager
+def cache_lock(folder: Path) -> Iterator[None]:
+    """Hold a task cache folder's cross-process lock: runs preparing the same cache wait instead of colliding."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        yield
 
 
 def get_task(config: RunConfig) -> Task:

@@ -52,7 +52,12 @@ class LlamaCppProposer(LLMProposer):
 
 
 def _llamacpp(config: RunConfig, validator: Validator, ledger: Ledger) -> Proposer:
-    from discovery.proposer.llamacpp_server import EmbeddedChatClient, LlamaCppServer, ensure_llama_cpp, resolve_model
+    from discovery.proposer.llamacpp_server import (
+        EmbeddedChatClient,
+        LlamaCppServer,
+        ensure_llama_cpp,
+        resolve_model,
+    )
 
     p = config.proposer
     ensure_llama_cpp()
