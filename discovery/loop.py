@@ -1,7 +1,7 @@
 """The discovery loop: wires selection -> proposer (with sandbox fix-up) -> dedup -> executor -> archive.
 
-One thread owns the archive and all decisions; proposals run in a small thread pool (LLM calls block)
-and evaluations in the executor's isolated workers. Every decision is written to the archive before
+One thread owns the archive and all decisions; proposals run in daemon threads (LLM calls block, and a
+Ctrl-C must not wait for one to return) and evaluations in the executor's isolated workers. Every decision is written to the archive before
 the next one, so a resumed run (`Archive` + this loop on the same run dir) continues where it stopped:
 stored proposals are not bought again, evaluations that were in flight are queued again, finished
 ones are kept (the multi-fidelity plan is recomputed and only missing jobs run).
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
 
 from discovery import library
@@ -80,7 +81,6 @@ class DiscoveryLoop:
         self.stop_reason = ""
         self.error = ""
         self.started = time.monotonic()
-        self._pool = ThreadPoolExecutor(max_workers=max(1, executor.workers), thread_name_prefix="propose")
 
     # ---------------------------------------------------------------- driving
 
@@ -88,17 +88,14 @@ class DiscoveryLoop:
         self._seed_baselines()
         self._requeue_unfinished()
         self.proposer.resume([c for c in self.archive.candidates() if c.origin != Origin.LIBRARY])
-        try:
-            while True:
-                self._check_budget()
-                self._start_proposals()
-                self._dispatch_jobs()
-                if not (self.running or self.proposing or self.pending) and self._cannot_propose():
-                    break
-                self._wait()
-                self._notify()
-        finally:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        while True:
+            self._check_budget()
+            self._start_proposals()
+            self._dispatch_jobs()
+            if not (self.running or self.proposing or self.pending) and self._cannot_propose():
+                break
+            self._wait()
+            self._notify()
         reason = self.stop_reason or self._proposal_blocker() or "done"
         self.archive.end_run(reason)
         self._notify()
@@ -170,7 +167,7 @@ class DiscoveryLoop:
             context = replace(self.selection.select(self.archive, self.task, generation),
                               known_losses=self._known_losses(),
                               duplicate_distance=self.config.eval.duplicate_distance)
-            self.proposing[self._pool.submit(self.proposer.propose, context)] = generation
+            self.proposing[in_daemon_thread(self.proposer.propose, context)] = generation
             self._log(f"proposing #{generation}")
 
     def _proposal_done(self, future: Future) -> None:
@@ -366,3 +363,18 @@ class DiscoveryLoop:
         return LoopResult(stop_reason=reason, best=self.best(), dpo=self.archive.baseline("dpo"),
                           counts=self.archive.status_counts(), usage=self.archive.usage(),
                           elapsed=time.monotonic() - self.started, unfinished=unfinished, error=self.error)
+
+
+def in_daemon_thread(fn: Callable, *args) -> Future:
+    """Run fn(*args) in a daemon thread: an interrupted run exits at once instead of waiting for an LLM reply."""
+    future: Future = Future()
+
+    def target() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="propose", daemon=True).start()
+    return future

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 
 import pytest
-from conftest import run_cli
+from conftest import REPO, run_cli
 from scripted_openai_server import Reply, ScriptedOpenAIServer
 
 from discovery.archive import Archive, db_path
@@ -107,6 +111,36 @@ def test_llm_copy_of_a_baseline_is_sent_back_and_the_new_answer_trained(tmp_path
         (proposed,) = [c for c in archive.candidates() if c.name != "dpo"]
         assert proposed.name == "a_valid" and proposed.status == Status.EVALUATED
         assert [c.verdict for c in archive.llm_calls()] == ["duplicate", "valid"]
+
+
+def test_ctrl_c_during_an_llm_request_stops_at_once_and_the_run_resumes(tmp_path):
+    """A proposal waiting on a slow endpoint must not hold up Ctrl-C (it could wait proposer.timeout x tries)."""
+    run_dir = tmp_path / "run"
+    args = small_run_args("unused", tmp_path / "cache")
+    args[:4] = ["--proposer", "openai", "--set", "proposer.timeout=600"]
+    with ScriptedOpenAIServer([Reply("{}", delay=600)]) as server:
+        cmd = [sys.executable, "-m", "discovery.cli", "run", "--run-dir", str(run_dir), *args, "--proposals", "1",
+               "--model", "scripted-model", "--set", f"proposer.base_url={server.base_url}"]
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + 300
+        while not server.chat_requests and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert server.chat_requests, proc.communicate()[1][-2000:]
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("discovery run was still waiting on the LLM request 60 s after Ctrl-C")
+    assert proc.returncode == 130 and err.strip().endswith("discovery: interrupted"), err[-2000:]
+    with ScriptedOpenAIServer([Reply(json.dumps({"thought": "t", "name": "a_valid", "code": CANDIDATES["a_valid"]}))]) \
+            as server:
+        out = run_cli("run", "--resume", str(run_dir), "--set", f"proposer.base_url={server.base_url}", "--quiet")
+    assert out.returncode == 0, out.stderr[-2000:]
+    with Archive.open(run_dir, readonly=True) as archive:
+        assert [c.status for c in archive.candidates() if c.name == "a_valid"] == [Status.EVALUATED]
+        assert archive.proposal_count() == 1
 
 
 def _one_error_line(out) -> str:
