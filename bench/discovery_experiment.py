@@ -58,9 +58,9 @@ def best_so_far(values: list[float | None], k: int) -> list[float | None]:
 
 
 def compare(values: dict[int, float], base: dict[int, float]) -> dict:
-    """`values` vs `base`, both {seed: fitness}, paired by seed: every loss starts from the same model and sees the same
-    data order and scoring samples per seed, so the seed-to-seed noise they share cancels in the per-seed differences. diff = mean
-    difference on the common seeds, se = its standard error; `beats` = diff > 2 se. The unpaired SE (all values
+    """`values` vs `base`, both {seed: fitness}, paired by seed: every loss starts from the same model and sees
+    the same data order and scoring samples per seed, so the seed-to-seed noise they share cancels in the
+    per-seed differences. diff = mean difference on the common seeds, se = its standard error; `beats` = diff > 2 se. The unpaired SE (all values
     of each side, as if independent) is kept beside it for reference."""
     common = sorted(set(values) & set(base))
     diffs = [values[s] - base[s] for s in common]

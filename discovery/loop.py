@@ -1,8 +1,8 @@
 """The discovery loop: wires selection -> proposer (with sandbox fix-up) -> dedup -> executor -> archive.
 
 One thread owns the archive and all decisions; proposals run in daemon threads (LLM calls block, and a
-Ctrl-C must not wait for one to return) and evaluations in the executor's isolated workers. Every decision is written to the archive before
-the next one, so a resumed run (`Archive` + this loop on the same run dir) continues where it stopped:
+Ctrl-C must not wait for one to return) and evaluations in the executor's isolated workers. Every
+decision is written to the archive before the next one, so a resumed run (`Archive` + this loop on the same run dir) continues where it stopped:
 stored proposals are not bought again, evaluations that were in flight are queued again, finished
 ones are kept (the multi-fidelity plan is recomputed and only missing jobs run).
 """

@@ -79,16 +79,15 @@ def test_server_dies_when_its_parent_is_killed(test_gguf):
 def test_a_timed_out_generation_is_stopped_not_left_running(test_gguf):
     """llama-cpp-python finishes an abandoned generation; the client restarts the server so nothing queues behind."""
     server = LlamaCppServer(test_gguf, n_ctx=1024, n_threads=1)
-    client = EmbeddedChatClient(server, test_gguf, timeout=1.0, max_retries=1, temperature=0.0, max_tokens=900,
-                                response_format="text", seed=0)
+    options = dict(temperature=0.0, response_format="text", seed=0)
+    impatient = EmbeddedChatClient(server, test_gguf, timeout=1.0, max_retries=1, max_tokens=900, **options)
+    patient = EmbeddedChatClient(server, test_gguf, timeout=120.0, max_retries=0, max_tokens=4, **options)
     long_answer = [{"role": "user", "content": "Count from 1 to 1000, one number per line, nothing else."}]
     try:
         with pytest.raises(ProposerError, match="timed out after 2 tries of 1.0s"):
-            client.complete(long_answer)
+            impatient.complete(long_answer)
         assert server.restarts == 2  # one per timed-out try, so both abandoned generations were stopped
-        client._client = client._client.with_options(timeout=120.0)
-        client.max_tokens = 4
-        reply = client.complete([{"role": "user", "content": "Say hi."}])
+        reply = patient.complete([{"role": "user", "content": "Say hi."}])
     finally:
         server.close()
     # Two abandoned 900-token generations would hold the server for 40 s or more (about 45 tok/s on 2 cores).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from discovery.config import RunConfig
+from discovery.config import ProposerConfig, RunConfig
 from discovery.proposer.accounting import Ledger, PriceTable
 from discovery.proposer.base import Proposer, ProposerError, Validator
 from discovery.proposer.client import ChatClient
@@ -25,18 +25,17 @@ def make_proposer(config: RunConfig, validator: Validator) -> Proposer:
         return SymbolicProposer(validator, seed=p.seed, max_tries=1 + p.max_fix_attempts)
     ledger = Ledger(config.budget.max_cost_usd, config.budget.max_tokens)
     if p.backend == "openai":
-        client = _client(config, p.base_url, os.environ.get(p.api_key_env, ""), p.model, p.response_format)
+        client = ChatClient(p.base_url, os.environ.get(p.api_key_env, ""), p.model, **_client_options(p))
         return LLMProposer(client, validator, p, ledger, PriceTable.build(p.prices), name="openai")
     if p.backend == "llamacpp":
         return _llamacpp(config, validator, ledger)
     raise ProposerError(f"unknown proposer.backend '{p.backend}'; available: {', '.join(BACKENDS)}")
 
 
-def _client(config: RunConfig, base_url: str | None, key: str, model: str, response_format: str) -> ChatClient:
-    p = config.proposer
-    return ChatClient(base_url, key, model, timeout=p.timeout, max_retries=p.max_retries,
-                      temperature=p.temperature, max_tokens=p.max_tokens, response_format=response_format,
-                      seed=p.seed)
+def _client_options(p: ProposerConfig, response_format: str | None = None) -> dict:
+    """The ChatClient settings both LLM backends take from the proposer config."""
+    return dict(timeout=p.timeout, max_retries=p.max_retries, temperature=p.temperature, max_tokens=p.max_tokens,
+                response_format=response_format or p.response_format, seed=p.seed)
 
 
 class LlamaCppProposer(LLMProposer):
@@ -69,9 +68,7 @@ def _llamacpp(config: RunConfig, validator: Validator, ledger: Ledger) -> Propos
         # empty or broken "code" strings, so "auto" means text + robust extraction here; "json_object"
         # (llama-cpp-python's JSON mode with our schema) stays available.
         fmt = "text" if p.response_format == "auto" else p.response_format
-        client = EmbeddedChatClient(server, p.model, timeout=p.timeout, max_retries=p.max_retries,
-                                    temperature=p.temperature, max_tokens=p.max_tokens, response_format=fmt,
-                                    seed=p.seed)
+        client = EmbeddedChatClient(server, p.model, **_client_options(p, fmt))
         return LlamaCppProposer(server, client, validator, p, ledger, PriceTable.build(p.prices, local=True),
                                 name="llamacpp")
     except BaseException:
