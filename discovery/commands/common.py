@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from discovery import jsonout
 from discovery.config import RunConfig, load_config
 
 
@@ -30,5 +31,5 @@ def config_from_args(args: argparse.Namespace, shortcuts: dict[str, str] | None 
 
 
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    """Strict JSON on stdout (NaN and +-Infinity become null): see discovery.jsonout."""
+    jsonout.print_json(data, sys.stdout)
