@@ -81,6 +81,8 @@ class TrainConfig:
     per_device_train_batch_size: int = 16
     gradient_accumulation_steps: int = 1
     max_length: int = 64
+    max_prompt_length: int | None = None  # prompt cut to this when a pair exceeds max_length; None = half
+    truncation_mode: str = "keep_end"  # keep_end (the prompt's end, TRL 0.8's default) | keep_start
     lr_scheduler_type: str = "constant"
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
@@ -123,6 +125,7 @@ class EvalConfig:
     mtbench_questions: int | None = None
     mtbench_max_new_tokens: int = 1024  # FastChat's answer limit
     mtbench_backend: str = "auto"  # auto (vLLM when installed, else HF generate) | hf | vllm
+    vllm_gpu_memory_utilization: float = 0.9  # fraction of the GPU vLLM may take for MT-Bench answers
 
 
 @dataclass
