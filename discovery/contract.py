@@ -39,6 +39,10 @@ A candidate loss is Python source that defines exactly one function:
 - Return an unreduced per-pair loss tensor of shape (B,); lower is better, the trainer takes its mean.
 - Only `torch`, `torch.nn.functional as F` and `math` may be imported; constants live inside the function.
 - The function is pure: no state, no `self`, no I/O, no in-place edits of its inputs.
+- The inputs are values only: no `.shape`, `.size()`, `len()`, `.dtype`, `.device`, `.requires_grad`,
+  `.item()` or other introspection; a pair gets the same loss at any batch size and with or without
+  gradients (batch statistics such as `.mean()` over the batch are fine). No nested functions,
+  lambdas, comprehensions, `match`, `try` or `with`; never reuse the names torch, F or math.
 - At most {MAX_LINES} lines and {MAX_BYTES} bytes.
 """
 

@@ -38,15 +38,25 @@ MODULE_FUNCTIONS = {"torch": TORCH_FUNCTIONS, "F": F_FUNCTIONS, "math": MATH_FUN
 TENSOR_METHODS = frozenset(_ELEMENTWISE + _REDUCTIONS + (
     "float", "double", "half", "bfloat16", "to", "type_as", "detach", "clone", "contiguous",
     "reshape", "view", "view_as", "squeeze", "unsqueeze", "flatten", "expand", "expand_as", "repeat",
-    "size", "numel", "dim", "item", "masked_fill", "new_tensor", "new_zeros", "new_ones", "new_full",
+    "masked_fill", "new_tensor", "new_zeros", "new_ones", "new_full",
     "bool", "long", "int", "values", "indices",
-    # attributes
-    "shape", "dtype", "device", "ndim", "T", "eps", "tiny", "requires_grad",
+    # attributes that are plain data (of a finfo, or a transpose)
+    "T", "eps", "tiny",
 ))
-# Attributes read without a call that are plain data
+# Introspection: what would let a loss tell being checked from being trained (batch size, grad state,
+# dtype, device, graph) or read a value back into Python. Refused; the values are all a loss needs.
+INTROSPECTION = frozenset((
+    "shape", "size", "numel", "nelement", "dim", "ndim", "ndimension", "requires_grad", "is_leaf", "grad",
+    "grad_fn", "data", "device", "dtype", "is_cuda", "is_cpu", "is_floating_point", "is_complex",
+    "is_contiguous", "item", "tolist", "stride", "storage_offset", "layout", "names", "output_nr",
+    "retains_grad", "is_inference", "is_sparse", "is_quantized", "is_meta", "itemsize", "element_size",
+    "nbytes", "get_device", "untyped_storage", "data_ptr",
+))
+INTROSPECTION_BUILTINS = frozenset(("len", "isinstance", "type", "id", "hash", "iter", "next", "enumerate"))
+INTROSPECTION_ADVICE = ("a loss sees its inputs only as values (no shape, size, dtype, device or grad state); "
+                        "use `torch.ones_like(x).mean()`-style tensor operations and let them broadcast")
 SAFE_BUILTINS = frozenset((
-    "abs", "min", "max", "sum", "len", "range", "float", "int", "bool", "round", "pow", "zip", "enumerate",
-    "tuple", "list", "dict", "all", "any", "isinstance", "reversed", "sorted", "divmod",
+    "abs", "min", "max", "sum", "range", "float", "int", "bool", "round", "pow", "divmod",
     "True", "False", "None", "ValueError", "ArithmeticError", "ZeroDivisionError", "RuntimeError",
 ))
 DANGEROUS_NAMES = frozenset((
@@ -54,6 +64,8 @@ DANGEROUS_NAMES = frozenset((
     "locals", "vars", "input", "breakpoint", "help", "dir", "type", "object", "super", "memoryview",
     "classmethod", "staticmethod", "property", "print", "exit", "quit", "id", "format", "repr", "str",
     "bytes", "bytearray", "chr", "ord", "iter", "next", "callable", "issubclass", "os", "sys", "subprocess",
-    "socket", "pickle", "importlib", "builtins", "numpy", "np",
+    "socket", "pickle", "importlib", "builtins", "numpy", "np", "len", "isinstance", "hash", "enumerate",
+    "zip", "list", "tuple", "dict", "set", "frozenset", "map", "filter", "sorted", "reversed", "all", "any",
+    "slice", "ascii", "bin", "hex", "oct", "complex", "aiter", "anext", "license", "credits", "copyright",
 ))
 FORBIDDEN_KEYWORDS = frozenset(("out",))

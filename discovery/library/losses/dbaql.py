@@ -9,6 +9,7 @@ def dbaql(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, re
     margin = (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)
     logits = beta * margin
     scaled = logits / tau
-    variability = scaled.var() if scaled.numel() > 1 else torch.zeros_like(scaled.sum())
+    count = torch.ones_like(scaled).sum()
+    variability = ((scaled - scaled.mean()) ** 2).sum() / (count - 1).clamp(min=1)  # unbiased; 0 for one pair
     blend = torch.sigmoid(variability) * blend_rate
     return blend * -F.logsigmoid(logits / temperature) + (1 - blend) * torch.exp(-logits * temperature)

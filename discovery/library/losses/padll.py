@@ -6,6 +6,6 @@ def padll(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, re
     mismatch_penalty = 0.5
     margin = (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)
     logits = beta * margin
-    mismatches = (logits < 0).to(logits.dtype)
+    mismatches = (logits < 0).type_as(logits)
     decay = base_decay * (1 - mismatches * mismatch_penalty)
     return decay * -F.logsigmoid(logits)
