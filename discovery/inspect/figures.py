@@ -32,21 +32,30 @@ def _finite(x: float | None) -> bool:
 
 
 def progress(rows: list[CandidateRow], objective: str) -> str:
-    """Every scored proposal with its 95% CI against proposal number, the best so far, baselines as bands."""
+    """Every scored proposal with its 95% CI against proposal number, the best so far, baselines as bands.
+
+    One errorbar artist per fidelity (not one per point): 10,000 proposals draw in well under a second.
+    """
     fig, ax = plt.subplots(figsize=(8, 4.2))
     proposals = [r for r in rows if not r.baseline]
-    xs, best, best_xs = [], -math.inf, []
+    points: dict[str, list[tuple[int, float, float, float]]] = {"full": [], "screen": []}
+    best, best_xs = -math.inf, []
     for i, r in enumerate(proposals, 1):
         if not _finite(r.fitness):
             continue
         low = r.fitness - r.ci_low if _finite(r.ci_low) else 0.0
         high = r.ci_high - r.fitness if _finite(r.ci_high) else 0.0
-        ax.errorbar([i], [r.fitness], yerr=[[low], [high]], fmt="o" if r.fidelity == "full" else "s",
-                    color="#2b7bba" if r.fidelity == "full" else "#9ecae1", capsize=3, markersize=5)
-        xs.append(i)
+        points["full" if r.fidelity == "full" else "screen"].append((i, r.fitness, low, high))
         if r.fidelity == "full":
             best = max(best, r.fitness)
         best_xs.append((i, best))
+    small = len(proposals) <= 500
+    for fidelity, color, marker in (("screen", "#9ecae1", "s"), ("full", "#2b7bba", "o")):
+        pts = points[fidelity]
+        if pts:
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[[p[2] for p in pts], [p[3] for p in pts]],
+                        fmt=marker, color=color, capsize=3 if small else 0, markersize=5 if small else 2,
+                        elinewidth=1 if small else 0.4, linestyle="none")
     drawn = [(i, b) for i, b in best_xs if math.isfinite(b)]
     if drawn:
         ax.step([i for i, _ in drawn], [b for _, b in drawn], where="post", color="black", label="best so far (full)")
@@ -100,36 +109,62 @@ def frontier(points: dict[str, list[tuple[float, float, float]]], objective: str
     return to_data_uri(fig)
 
 
+LABELLED = 40  # a lineage graph with more candidates names only the baselines and the best of the rest
+
+
 def lineage(rows: list[CandidateRow]) -> str:
-    """Candidates by generation (x) with edges from parents to children, coloured by status."""
+    """Candidates by generation (x) with edges from parents to children, coloured by status.
+
+    Drawn with one scatter per status and one LineCollection of edges, so it scales to 10,000 candidates;
+    beyond LABELLED candidates only the baselines and the LABELLED best are named.
+    """
+    from matplotlib.collections import LineCollection
+
     by_gen: dict[int, list[CandidateRow]] = defaultdict(list)
     for r in rows:
         by_gen[r.generation].append(r)
     pos = {r.id: (gen, i) for gen, group in by_gen.items() for i, r in enumerate(group)}
     height = max((len(g) for g in by_gen.values()), default=1)
     fig, ax = plt.subplots(figsize=(8, max(2.5, min(12.0, 0.35 * height + 1.5))))
-    for r in rows:
-        for p in r.parents:
-            if p in pos:
-                (x0, y0), (x1, y1) = pos[p], pos[r.id]
-                ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "#999999", "lw": 0.8})
-    for r in rows:
-        x, y = pos[r.id]
-        ax.scatter([x], [y], s=90, color=STATUS_COLORS.get(r.status, "#333333"),
-                   marker="D" if r.baseline else "o", zorder=3, edgecolors="black", linewidths=0.5)
-        ax.annotate(f"#{r.id} {r.name[:18]}", (x, y), fontsize=7, textcoords="offset points", xytext=(6, -3))
+    edges = [(pos[p], pos[r.id]) for r in rows for p in r.parents if p in pos]
+    if len(rows) <= LABELLED:
+        for (x0, y0), (x1, y1) in edges:
+            ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "#999999", "lw": 0.8})
+    elif edges:
+        ax.add_collection(LineCollection(edges, colors="#999999", linewidths=0.3, alpha=0.5, zorder=1))
+    size = 90 if len(rows) <= LABELLED else 12
+    for baseline, marker in ((False, "o"), (True, "D")):
+        for status, color in STATUS_COLORS.items():
+            group = [pos[r.id] for r in rows if r.baseline == baseline and r.status == status]
+            if group:
+                ax.scatter([x for x, _ in group], [y for _, y in group], s=size, color=color, marker=marker,
+                           zorder=3, edgecolors="black", linewidths=0.5 if size > 20 else 0.1)
+        other = [pos[r.id] for r in rows if r.baseline == baseline and r.status not in STATUS_COLORS]
+        if other:
+            ax.scatter([x for x, _ in other], [y for _, y in other], s=size, color="#333333", marker=marker, zorder=3)
+    for r in _named(rows):
+        ax.annotate(f"#{r.id} {r.name[:18]}", pos[r.id], fontsize=7, textcoords="offset points", xytext=(6, -3))
     for status, color in STATUS_COLORS.items():
         if any(r.status == status for r in rows):
             ax.scatter([], [], color=color, label=status)
     ax.set_xlabel("generation")
     ax.set_yticks([])
-    ax.set_title("Lineage (diamonds = baselines; arrows from parents)")
+    named = "" if len(rows) <= LABELLED else f"; {LABELLED} best named"
+    ax.set_title(f"Lineage (diamonds = baselines; arrows from parents{named})")
     if rows:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         gens = sorted(by_gen)
         ax.set_xlim(gens[0] - 0.5, gens[-1] + 1.5)
         ax.set_ylim(-0.7, height - 0.3)
     return to_data_uri(fig)
+
+
+def _named(rows: list[CandidateRow]) -> list[CandidateRow]:
+    if len(rows) <= LABELLED:
+        return rows
+    scored = sorted((r for r in rows if not r.baseline and r.lcb is not None and math.isfinite(r.lcb)),
+                    key=lambda r: r.lcb, reverse=True)
+    return [r for r in rows if r.baseline] + scored[:LABELLED]
 
 
 def usage(calls: list[Any], start: float) -> str:
