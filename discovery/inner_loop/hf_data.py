@@ -8,18 +8,18 @@ from types import SimpleNamespace
 from discovery.errors import DiscoveryError
 
 
-def load_policy(name: str, revision: str | None = None, bf16: bool = False, gguf_file: str | None = None):
-    """(model, tokenizer) for a hub name or a local folder; bf16 only where a GPU is used."""
+def load_policy(name: str, revision: str | None = None, dtype=None, gguf_file: str | None = None):
+    """(model, tokenizer) for a hub name or a local folder, both at `revision`; float32 unless `dtype` is given
+    (see recipe.weights_dtype: float32 master weights for full fine-tuning)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"revision": revision} if revision else {}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
-    dtype = torch.bfloat16 if bf16 and torch.cuda.is_available() else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype or torch.float32, **kwargs)
     except OSError as exc:
         raise DiscoveryError(f"cannot load model '{name}': {str(exc).splitlines()[0]}") from None
     if tokenizer.pad_token is None:
@@ -45,13 +45,27 @@ def load_split(name: str, split: str, max_samples: int | None = None, revision: 
     return ds
 
 
-def tokenize_pairs(dataset, tokenizer, max_length: int | None, num_proc: int | None = None):
-    """prompt_ids/chosen_ids/rejected_ids exactly as TRL's DPOTrainer makes them (standard or conversational)."""
+def tokenize_pairs(dataset, tokenizer, max_length: int | None, num_proc: int | None = None,
+                   max_prompt_length: int | None = None, truncation_mode: str = "keep_end"):
+    """prompt_ids/chosen_ids/rejected_ids exactly as TRL's DPOTrainer makes them (standard or conversational),
+    then truncated as the paper's TRL 0.8 did (recipe.truncate_pair): long prompts are cut, never dropped."""
     from trl import DPOTrainer
 
+    from discovery.inner_loop.recipe import truncate_pair
+
     owner = SimpleNamespace(_tokenizer=tokenizer)
-    args = SimpleNamespace(dataset_num_proc=num_proc, max_length=max_length, truncation_mode="keep_start")
+    args = SimpleNamespace(dataset_num_proc=num_proc, max_length=None, truncation_mode="keep_start")
     keep = [c for c in dataset.column_names if c in ("prompt", "chosen", "rejected", "messages")]
     ds = DPOTrainer._prepare_dataset(owner, dataset.select_columns(keep) if keep else dataset, tokenizer, args,
                                      "preference")
-    return ds.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])
+    ds = ds.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])
+    if max_length is None:
+        return ds
+    limit = max_prompt_length if max_prompt_length is not None else max_length // 2
+
+    def truncate(row):
+        p, c, r = truncate_pair(row["prompt_ids"], row["chosen_ids"], row["rejected_ids"], max_length, limit,
+                                truncation_mode)
+        return {"prompt_ids": p, "chosen_ids": c, "rejected_ids": r}
+
+    return ds.map(truncate, num_proc=num_proc)

@@ -76,8 +76,9 @@ class HFDPOTask(Task):
         from discovery.inner_loop.sft import sft_key
 
         sft = sft_key(self.config) if t.sft_dataset else None
+        train = self.config.train
         parts = [self.name, t.model, t.revision, sft, t.dataset, t.dataset_split, t.eval_split, t.max_samples,
-                 self.config.train.max_length]
+                 train.max_length, train.max_prompt_length, train.truncation_mode, train.bf16, "truncate-v2"]
         return "hf_dpo-" + hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
     def data_dir(self) -> Path:
@@ -90,6 +91,7 @@ class HFDPOTask(Task):
                 self._build(folder, progress)
 
     def _build(self, folder: Path, progress: ProgressFn | None) -> None:
+        from discovery.inner_loop import recipe
         from discovery.inner_loop.hf_data import load_policy, load_split, tokenize_pairs
         from discovery.inner_loop.trainer import add_reference_logps
 
@@ -97,9 +99,9 @@ class HFDPOTask(Task):
         if progress:
             progress("policy", 0.0)
         policy = self._policy_path()
-        model, tokenizer = load_policy(policy, None if t.sft_dataset else t.revision, train.bf16)
-        if _cuda():
-            model = model.to("cuda")
+        revision = None if t.sft_dataset else t.revision  # the SFT model is a local folder
+        model, tokenizer = load_policy(policy, revision, recipe.weights_dtype(train))
+        model = model.to(recipe.device())
         splits = {"train": t.dataset_split, **({"eval": t.eval_split} if t.eval_split else {})}
         fingerprints = {}
         for i, (name, split) in enumerate(splits.items()):
@@ -107,11 +109,13 @@ class HFDPOTask(Task):
                 progress(f"reference log-probs ({name})", i / len(splits))
             raw = load_split(t.dataset, split, t.max_samples)
             fingerprints[name] = raw._fingerprint
-            pairs = tokenize_pairs(raw, tokenizer, train.max_length)
-            pairs = add_reference_logps(model, pairs, tokenizer.pad_token_id, train.per_device_train_batch_size,
-                                        train.max_length)
+            pairs = tokenize_pairs(raw, tokenizer, train.max_length, max_prompt_length=recipe.max_prompt_length(train),
+                                   truncation_mode=train.truncation_mode)
+            with recipe.autocast(train):  # the same bf16 autocast the policy trains under: equal at step 0
+                pairs = add_reference_logps(model, pairs, tokenizer.pad_token_id, train.per_device_train_batch_size,
+                                            train.max_length)
             pairs.save_to_disk(str(folder / name))
-        meta = {"policy": policy, "fingerprints": fingerprints, "max_length": train.max_length}
+        meta = {"policy": policy, "revision": revision, "fingerprints": fingerprints, "max_length": train.max_length}
         (folder / "meta.json").write_text(json.dumps(meta, indent=2))
         if progress:
             progress("prepared", 1.0)
@@ -127,19 +131,15 @@ class HFDPOTask(Task):
     def dpo_args(self, seed: int, fidelity: Fidelity, output_dir: str):
         from trl import DPOConfig
 
+        from discovery.inner_loop.recipe import training_kwargs
+
         t = self.config.train
         steps = t.max_steps if t.max_steps <= 0 else max(1, math.ceil(t.max_steps * fidelity.steps_fraction))
         epochs = t.num_train_epochs * (fidelity.steps_fraction if t.max_steps <= 0 else 1.0)
-        cuda = _cuda()
         return DPOConfig(
             output_dir=output_dir, beta=fidelity.beta if fidelity.beta is not None else t.beta,
-            learning_rate=t.learning_rate, max_steps=steps, num_train_epochs=epochs,
-            per_device_train_batch_size=t.per_device_train_batch_size,
-            gradient_accumulation_steps=t.gradient_accumulation_steps, max_length=t.max_length,
-            lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
-            bf16=t.bf16 and cuda, use_cpu=not cuda, seed=seed,
+            max_steps=steps, num_train_epochs=epochs, **training_kwargs(t, seed),
             precompute_ref_log_probs=True, logging_steps=1, save_strategy="no", report_to=[],
-            **_checkpointing(t.gradient_checkpointing),
         )
 
     def train(self, code: str, seed: int, fidelity: Fidelity, output_dir: str):
@@ -147,11 +147,12 @@ class HFDPOTask(Task):
         import datasets
 
         from discovery.inner_loop.hf_data import load_policy
+        from discovery.inner_loop.recipe import weights_dtype
         from discovery.inner_loop.sft import lora_config
         from discovery.inner_loop.trainer import CandidateDPOTrainer
 
         meta = self._meta()
-        model, tokenizer = load_policy(meta["policy"], None, self.config.train.bf16)
+        model, tokenizer = load_policy(meta["policy"], meta.get("revision"), weights_dtype(self.config.train))
         pairs = datasets.load_from_disk(str(self.data_dir() / "train"))
         trainer = CandidateDPOTrainer(
             model, args=self.dpo_args(seed, fidelity, output_dir), train_dataset=pairs, processing_class=tokenizer,
@@ -178,10 +179,13 @@ class HFDPOTask(Task):
         if (self.data_dir() / "eval").is_dir():
             import datasets
 
+            from discovery.inner_loop.recipe import autocast
+
             held = datasets.load_from_disk(str(self.data_dir() / "eval"))
-            screen = heldout.implicit_reward_accuracy(model, held, tokenizer.pad_token_id, beta,
-                                                      self.config.train.per_device_train_batch_size,
-                                                      self.config.train.max_length)
+            with autocast(self.config.train):  # as the reference log-probs were computed
+                screen = heldout.implicit_reward_accuracy(model, held, tokenizer.pad_token_id, beta,
+                                                          self.config.train.per_device_train_batch_size,
+                                                          self.config.train.max_length)
             metrics.update(screen.to_dict())
         if self.scorer == "heldout" or fidelity.name == "screen":
             if screen is None:
@@ -201,20 +205,3 @@ class HFDPOTask(Task):
 def _merged(model):
     """The policy for generation: LoRA adapters merged (a no-op for full fine-tuning)."""
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _checkpointing(enabled: bool) -> dict:
-    """Activation checkpointing only when asked (transformers 5 renamed the flag; older ones know the old name)."""
-    if not enabled:
-        return {}
-    from transformers import TrainingArguments
-
-    name = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
-        else "gradient_checkpointing"
-    return {name: True}

@@ -62,11 +62,17 @@ class ImdbTask(HFDPOTask):
         meta_path = self.data_dir() / "meta.json"
         meta = json.loads(meta_path.read_text())
         if "reference_reward" not in meta:
-            from discovery.inner_loop.hf_data import load_policy
-
-            model, tok = load_policy(meta["policy"])
+            model, tok = self._reference(meta)
             meta["reference_reward"], _ = self._reward_and_kl(model, model, tok, seed=0)
             meta_path.write_text(json.dumps(meta, indent=2))
+
+    def _reference(self, meta: dict):
+        """The frozen reference (the prepared policy at its revision) on the device the policy trains on."""
+        from discovery.inner_loop import recipe
+        from discovery.inner_loop.hf_data import load_policy
+
+        model, tok = load_policy(meta["policy"], meta.get("revision"), recipe.weights_dtype(self.config.train))
+        return model.to(recipe.device()).eval(), tok
 
     def _prompts(self, tokenizer) -> list[str]:
         from discovery.inner_loop.hf_data import load_split
@@ -80,6 +86,10 @@ class ImdbTask(HFDPOTask):
         import torch
         from transformers import pipeline
 
+        from discovery.inner_loop import recipe
+
+        device = recipe.device()
+        reference = reference.to(next(policy.parameters()).device)  # (the Trainer placed the policy)
         torch.manual_seed(seed)
         prompts = self._prompts(tokenizer)
         texts, kls = [], []
@@ -95,7 +105,7 @@ class ImdbTask(HFDPOTask):
                 token = out[0, n:].unsqueeze(-1)
                 kls.append((lp.gather(-1, token) - lr.gather(-1, token)).mean().item() if token.numel() else 0.0)
             texts.append(tokenizer.decode(out[0, n:], skip_special_tokens=True))
-        classify = pipeline("text-classification", model=self.opts["reward_model"], top_k=None, device=-1)
+        classify = pipeline("text-classification", model=self.opts["reward_model"], top_k=None, device=device)
         scores = classify(texts, truncation=True)
         label = self.opts["positive_label"]
         rewards = [next((s["score"] for s in row if s["label"] == label), 0.0) for row in scores]
@@ -104,12 +114,10 @@ class ImdbTask(HFDPOTask):
     def evaluate(self, code: str, seed: int, fidelity: Fidelity = Fidelity()) -> EvalResult:
         import tempfile
 
-        from discovery.inner_loop.hf_data import load_policy
-
         start = time.perf_counter()
         meta = self._meta()
         betas = [fidelity.beta] if fidelity.beta is not None else (self.config.eval.betas or [self.config.train.beta])
-        reference, _ = load_policy(meta["policy"])
+        reference, _ = self._reference(meta)
         points, metrics, steps = [(0.0, meta["reference_reward"])], {}, 0
         for beta in betas:
             with tempfile.TemporaryDirectory(prefix="imdb-") as scratch:

@@ -37,26 +37,29 @@ def _last(history: list[dict], key: str) -> float | None:
     return float(values[-1]) if values else None
 
 
+def sft_args(config: RunConfig, seed: int = 0, output_dir: str | None = None, evaluate: bool = False):
+    """SFTConfig from `train.*` (the shared recipe) and the `task.sft_*` settings."""
+    from trl import SFTConfig
+
+    from discovery.inner_loop.recipe import training_kwargs
+
+    task = config.task
+    return SFTConfig(
+        output_dir=output_dir or tempfile.mkdtemp(prefix="sft-"),
+        **{**training_kwargs(config.train, seed), "learning_rate": task.sft_learning_rate},
+        max_steps=task.sft_max_steps, num_train_epochs=task.sft_num_train_epochs,
+        logging_steps=1, save_strategy="no", report_to=[], eval_strategy="steps" if evaluate else "no",
+        eval_steps=max(1, task.sft_max_steps // 2) if task.sft_max_steps > 0 else None,
+    )
+
+
 def sft_train(model, tokenizer, train_dataset, config: RunConfig, eval_dataset=None, output_dir: str | None = None,
               seed: int = 0):
     """Supervised fine-tuning with TRL's SFTTrainer; returns (model with LoRA merged, SFTResult metrics)."""
-    import torch
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
-    from discovery.inner_loop.hf_dpo import _checkpointing
-
-    t, task = config.train, config.task
-    cuda = torch.cuda.is_available()
-    args = SFTConfig(
-        output_dir=output_dir or tempfile.mkdtemp(prefix="sft-"), learning_rate=task.sft_learning_rate,
-        max_steps=task.sft_max_steps, num_train_epochs=task.sft_num_train_epochs,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, max_length=t.max_length,
-        lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_ratio, bf16=t.bf16 and cuda,
-        use_cpu=not cuda, seed=seed, logging_steps=1, **_checkpointing(t.gradient_checkpointing),
-        save_strategy="no", report_to=[], eval_strategy="steps" if eval_dataset is not None else "no",
-        eval_steps=max(1, task.sft_max_steps // 2) if task.sft_max_steps > 0 else None,
-    )
+    t = config.train
+    args = sft_args(config, seed, output_dir, eval_dataset is not None)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=tokenizer, peft_config=lora_config(config) if t.peft else None)
     trainer.train()
@@ -74,20 +77,23 @@ def sft_key(config: RunConfig) -> str:
     t, task = config.train, config.task
     parts = [task.model, task.revision, task.sft_dataset, task.sft_split, task.sft_eval_split, task.max_samples,
              task.sft_learning_rate, task.sft_max_steps, task.sft_num_train_epochs, t.max_length, t.peft,
-             t.lora_r, t.lora_alpha, config.seed]
+             t.lora_r, t.lora_alpha, config.seed, t.lora_dropout, t.per_device_train_batch_size,
+             t.gradient_accumulation_steps, t.lr_scheduler_type, t.warmup_ratio, t.weight_decay, t.bf16,
+             "recipe-v2"]
     return "sft-" + hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
 def ensure_sft_model(config: RunConfig, cache_root: Path) -> SFTResult:
     """The SFT model folder for this config: trained once, then read from the cache."""
     from discovery.inner_loop.hf_data import load_policy, load_split
+    from discovery.inner_loop.recipe import weights_dtype
 
     folder = cache_root / sft_key(config)
     meta = folder / "sft.json"
     if meta.is_file():
         return SFTResult(str(folder), **json.loads(meta.read_text()))
     task = config.task
-    model, tokenizer = load_policy(task.model, task.revision, config.train.bf16)
+    model, tokenizer = load_policy(task.model, task.revision, weights_dtype(config.train))
     train = load_split(task.sft_dataset, task.sft_split, task.max_samples)
     held = load_split(task.sft_dataset, task.sft_eval_split, task.max_samples) if task.sft_eval_split else None
     trained, result = sft_train(model, tokenizer, train, config, held, seed=config.seed)
