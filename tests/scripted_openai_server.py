@@ -48,8 +48,10 @@ def json_reply(thought: str, name: str, code: str, **kw: Any) -> Reply:
 
 class ScriptedOpenAIServer:
     def __init__(self, replies: Iterable[ReplySource] = (), default: ReplySource | None = None,
-                 model: str = "scripted-model"):
+                 model: str = "scripted-model", api_key: str | None = None):
         self.script: deque[ReplySource] = deque(replies)
+        self.api_key = api_key  # when set, requests without `Authorization: Bearer <api_key>` get a 401
+        self.rejected: list[str] = []  # paths of requests refused for a missing or wrong key
         self.default = default
         self.model = model
         self.requests: list[dict] = []
@@ -146,6 +148,14 @@ class ScriptedOpenAIServer:
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
+                if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                    self.rfile.read(length)
+                    with server._lock:
+                        server.rejected.append(self.path)
+                    error = {"error": {"message": "invalid api key", "type": "invalid_request_error",
+                                       "code": "invalid_api_key"}}
+                    self._send(401, json.dumps(error))
+                    return
                 try:
                     body = json.loads(self.rfile.read(length) or b"{}")
                 except json.JSONDecodeError:

@@ -15,7 +15,7 @@ MAX_DEFAULT_WORKERS = 8  # beyond this the shared task state in memory costs mor
 class Layout:
     workers: int
     threads_per_worker: int
-    gpus: tuple[str, ...] = ()  # CUDA device ids, one per worker (empty on CPU)
+    gpus: tuple[str, ...] = ()  # per worker, its CUDA_VISIBLE_DEVICES ("0", or "0,1" for 2 ranks); () on CPU
 
     def gpu_of(self, worker: int) -> str | None:
         return self.gpus[worker] if worker < len(self.gpus) else None
@@ -50,7 +50,8 @@ def plan_layout(config: ExecutorConfig, cpus: int | None = None, gpus: tuple[str
 
     On CPU the best layout is one single-threaded worker per core: small-model training scales
     better across processes than across threads (bench/executor_throughput.py measures it).
-    With GPUs it is one worker per GPU, the cores split between them.
+    With GPUs it is one worker per `executor.processes_per_candidate` GPUs (one rank per GPU), the cores
+    split between them.
     """
     cpus = cpus or cpu_count()
     gpus = visible_gpus() if gpus is None else gpus
@@ -58,9 +59,14 @@ def plan_layout(config: ExecutorConfig, cpus: int | None = None, gpus: tuple[str
         raise ConfigError(f"executor.workers must be at least 1, got {config.workers}")
     if config.threads_per_worker is not None and config.threads_per_worker < 1:
         raise ConfigError(f"executor.threads_per_worker must be at least 1, got {config.threads_per_worker}")
+    ranks = config.processes_per_candidate
+    if ranks < 1:
+        raise ConfigError(f"executor.processes_per_candidate must be at least 1, got {ranks}")
+    if gpus and ranks > len(gpus):
+        raise ConfigError(f"executor.processes_per_candidate={ranks} needs as many GPUs; {len(gpus)} visible")
     if gpus:
-        workers = config.workers or len(gpus)
-        assigned = tuple(gpus[i % len(gpus)] for i in range(workers))
+        workers = config.workers or max(1, len(gpus) // ranks)
+        assigned = tuple(",".join(gpus[(i * ranks + j) % len(gpus)] for j in range(ranks)) for i in range(workers))
     else:
         if config.workers is None and config.threads_per_worker is not None:
             workers = max(1, cpus // config.threads_per_worker)

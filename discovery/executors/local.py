@@ -7,42 +7,29 @@ from typing import Any
 
 from discovery.candidate import EvalResult
 from discovery.config import RunConfig
-from discovery.executors.base import EVALUATE_JOB, SETUP_JOB, PooledExecutor, Slot, result_of
+from discovery.executors.base import PooledExecutor, Slot
+from discovery.executors.checkpoints import CheckpointKeeper
+from discovery.executors.isolated import IsolatedEvaluator, checkpoint_root
 from discovery.executors.layout import Layout
 
 
-def train_limits(config: RunConfig):
-    """Resource limits of one training job (wall clock from sandbox.train_timeout)."""
-    from discovery.sandbox.isolation import Limits
-
-    return Limits.from_config(config.sandbox, training=True)
-
-
-def start_runner(config: RunConfig, threads: int, gpu: str | None):
-    """A warm isolated worker with the task's shared state loaded once (setup), pinned to `gpu`.
-
-    The server is bound to the calling thread's life (bubblewrap's --die-with-parent): call this from
-    a thread that lives as long as the worker.
-    """
-    from discovery.sandbox.isolation import IsolatedRunner
-
-    env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}  # None: leave the environment as it is
-    payload: dict[str, Any] = {"config": config.to_dict(), "threads": threads, "env": env}
-    return IsolatedRunner(setup=SETUP_JOB, setup_payload=payload, limits=train_limits(config), threads=threads,
-                          env=env)
-
-
 class RunnerSlot(Slot):
-    def __init__(self, config: RunConfig, threads: int, gpu: str | None):
+    """One warm isolated worker pinned to `gpu` (its ranks' CUDA_VISIBLE_DEVICES, e.g. "0,1"), with its scorer.
+
+    The server is bound to the calling thread's life (bubblewrap's --die-with-parent): create it from a thread
+    that lives as long as the worker.
+    """
+
+    def __init__(self, config: RunConfig, threads: int, gpu: str | None, keeper: CheckpointKeeper | None = None):
         self.config = config
-        self.runner = start_runner(config, threads, gpu)
+        self.evaluator = IsolatedEvaluator(config, threads, gpu, keeper=keeper)
+        self.runner = self.evaluator.runner
 
     def evaluate(self, payload: dict[str, Any]) -> EvalResult:
-        job = self.runner.run(EVALUATE_JOB, payload, limits=train_limits(self.config))
-        return result_of(payload, job.ok, job.value, job.kind, job.error, job.seconds, tuple(job.isolation))
+        return self.evaluator.evaluate(payload)
 
     def close(self) -> None:
-        self.runner.close()
+        self.evaluator.close()
 
 
 class LocalExecutor(PooledExecutor):
@@ -52,8 +39,9 @@ class LocalExecutor(PooledExecutor):
         # Start the workers side by side (each loads the task's shared state once), from threads that live
         # until close(): a worker's sandbox server dies with the thread that started it.
         self._starter = ThreadPoolExecutor(max_workers=layout.workers, thread_name_prefix="worker-start")
-        slots = list(self._starter.map(lambda i: RunnerSlot(config, layout.threads_per_worker, layout.gpu_of(i)),
-                                       range(layout.workers)))
+        keeper = CheckpointKeeper(checkpoint_root(config), config.executor.keep_checkpoints)  # one for all workers
+        slots = list(self._starter.map(
+            lambda i: RunnerSlot(config, layout.threads_per_worker, layout.gpu_of(i), keeper), range(layout.workers)))
         super().__init__(config, layout, slots)
 
     def close(self) -> None:

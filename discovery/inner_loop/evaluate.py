@@ -16,12 +16,11 @@ PRELOAD = ("torch", "transformers", "datasets", "trl", "discovery.inner_loop.tra
 
 
 def make_runner(config: RunConfig, threads: int | None = None):
-    """A warm IsolatedRunner with the task's prepared state loaded (call task.prepare() first)."""
-    from discovery.sandbox.isolation import IsolatedRunner, Limits
+    """A warm isolated worker with the task's prepared state loaded (call task.prepare() first), and the trusted
+    scorer for tasks that score checkpoints outside it (see executors.isolated)."""
+    from discovery.executors.isolated import IsolatedEvaluator
 
-    return IsolatedRunner(preload=PRELOAD, setup=SETUP, setup_payload={"config": config.to_dict()},
-                          limits=Limits.from_config(config.sandbox, training=True),
-                          threads=threads or config.train.threads or 1)
+    return IsolatedEvaluator(config, threads or config.train.threads or 1)
 
 
 def _failure_reason(job) -> str:
@@ -36,6 +35,8 @@ def _failure_reason(job) -> str:
 def evaluate_candidate(task: Task, code: str, seed: int, fidelity: Fidelity, runner) -> EvalResult:
     """Train and score `code` at `seed` in an isolated child of `runner`; never raises for candidate faults."""
     payload = {"config": task.config.to_dict(), "code": code, "seed": seed, "fidelity": dataclasses.asdict(fidelity)}
+    if hasattr(runner, "evaluate"):  # an IsolatedEvaluator: trains isolated, scores trusted where the task asks
+        return runner.evaluate(payload)
     job = runner.run(EVALUATE_JOB, payload)
     if not job.ok:
         return EvalResult(seed=seed, fitness=None, ok=False, reason=_failure_reason(job), seconds=job.seconds,

@@ -1,17 +1,26 @@
 """The task interface: what every scorer of candidate losses implements.
 
 A task is built from the run config, `prepare`s once (shared, cached state: data, SFT model,
-reference log-probs), then `evaluate`s one candidate's code at one seed and fidelity. `evaluate`
-runs candidate code, so callers run it inside the sandbox's isolated process (see executors).
+reference log-probs), then evaluates one candidate's code at one seed and fidelity in two halves:
+
+- `train_checkpoint(code, seed, fidelity, out_dir) -> TrainedCheckpoint` runs candidate code: callers run it
+  inside the sandbox's isolated workers (no secrets, no network, writes only under `out_dir`);
+- `score_checkpoint(checkpoint, code, fidelity) -> EvalResult` runs no candidate code. When the task's
+  `scores_trusted` is true (MT-Bench with a keyed judge, a reward model, the held-out screen on a saved
+  checkpoint) it runs in the trusted process, which holds the judge's key and network and reads the checkpoint.
+
+`evaluate` (both halves in one process) is what tasks with `scores_trusted = False` run in the worker: their
+scoring is pure computation on the task's own in-memory model (the synthetic task).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
@@ -30,6 +39,35 @@ class Fidelity:
     beta: float | None = None  # None = the task's train.beta
 
 
+CHECKPOINT_NAME = "checkpoint"  # the folder under a training job's out_dir that holds the trained weights
+
+
+@dataclass(frozen=True)
+class TrainedCheckpoint:
+    """What an isolated training run leaves for the trusted scorer: weights on disk and training metrics."""
+
+    seed: int
+    fidelity: str
+    beta: float | None
+    path: str | None = None  # folder with full weights or a LoRA adapter (None when training failed)
+    kind: str = "full"  # "full" | "lora"
+    steps: int = 0
+    seconds: float = 0.0
+    metrics: dict = field(default_factory=dict)
+    ok: bool = True
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class TrainResources:
+    """Limits of one training job, chosen by the task (validation keeps the sandbox's tight limits)."""
+
+    wall_seconds: float
+    memory_mb: int  # address space; <= 0: no cap (CUDA maps far more virtual memory than it uses)
+    file_mb: int  # largest file the job may write (a checkpoint shard)
+    open_files: int
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     name: str
@@ -46,9 +84,25 @@ class Task(ABC):
     """Base class of tasks. Subclasses are registered in TASKS by name."""
 
     name: str = ""
+    scores_trusted: bool = False  # True: the worker only trains; score_checkpoint runs in the trusted process
+    score_device: str | None = None  # where score_checkpoint puts the model (None: CUDA when present, else CPU)
 
     def __init__(self, config: RunConfig):
         self.config = config
+
+    def train_resources(self) -> TrainResources:
+        """This task's training limits: `sandbox.train_*` where set, else the task's defaults."""
+        return train_resources(self.config, TrainResources(600.0, self.config.sandbox.memory_mb,
+                                                           self.config.sandbox.max_file_mb,
+                                                           self.config.sandbox.max_open_files))
+
+    def train_checkpoint(self, code: str, seed: int, fidelity: Fidelity, out_dir: str) -> TrainedCheckpoint:
+        """Train one candidate and save it under `out_dir`. Runs candidate code (isolated worker only)."""
+        raise NotImplementedError(f"task {self.name} trains and scores in one step (evaluate)")
+
+    def score_checkpoint(self, checkpoint: TrainedCheckpoint, code: str, fidelity: Fidelity) -> EvalResult:
+        """Score a saved checkpoint. Runs no candidate code; reads the task's caches and, maybe, a judge."""
+        raise NotImplementedError(f"task {self.name} trains and scores in one step (evaluate)")
 
     @abstractmethod
     def info(self) -> TaskInfo: ...
@@ -64,6 +118,14 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, code: str, seed: int, fidelity: Fidelity = Fidelity()) -> EvalResult:
         """Train one candidate from the shared starting point and score it. Runs candidate code."""
+
+
+def train_resources(config: RunConfig, default: TrainResources) -> TrainResources:
+    """`default` with the `sandbox.train_*` settings that are set on top."""
+    s = config.sandbox
+    pick = {"wall_seconds": s.train_timeout, "memory_mb": s.train_memory_mb, "file_mb": s.train_file_mb,
+            "open_files": s.train_open_files}
+    return dataclasses.replace(default, **{k: v for k, v in pick.items() if v is not None})
 
 
 # name -> "module:Class"; imported lazily so that `discovery --help` stays fast.

@@ -7,6 +7,8 @@ sandbox loader, trains and scores it, and returns the EvalResult as a plain dict
 
 Payloads: setup {"config": RunConfig.to_dict()}; evaluate_job {"config": ..., "code": str | None (None = the
 untrained reference, for tasks that define `evaluate_reference`), "seed": int, "fidelity": {"name", "steps_fraction", "beta"}}.
+train_job (tasks that score on the trusted side): the same plus "out_dir", the only folder the job may write;
+it trains (as one rank of `processes` when the runner starts several) and returns the TrainedCheckpoint as a dict.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import dataclasses
 
 from discovery.candidate import EvalResult
 from discovery.config import from_dict
-from discovery.inner_loop.task import Fidelity, Task, get_task
+from discovery.inner_loop.task import Fidelity, Task, TrainedCheckpoint, get_task
 
 _TASKS: dict[tuple[str, str], Task] = {}  # (task name, cache key) -> task with its state loaded
 
@@ -52,3 +54,16 @@ def evaluate_job(payload: dict) -> dict:
         result = EvalResult(seed=seed, fitness=None, ok=False, fidelity=fidelity.name,
                             reason=f"{type(exc).__name__}: {exc}"[:500])
     return dataclasses.asdict(result)
+
+
+def train_job(payload: dict) -> dict:
+    """Train one candidate at one seed and save it under payload["out_dir"]; a candidate's fault is ok=False."""
+    task = _task(payload["config"])
+    fidelity = Fidelity(**payload.get("fidelity", {}))
+    seed = int(payload["seed"])
+    try:
+        checkpoint = task.train_checkpoint(payload["code"], seed, fidelity, payload["out_dir"])
+    except Exception as exc:  # noqa: BLE001 - candidate code raised during training
+        checkpoint = TrainedCheckpoint(seed=seed, fidelity=fidelity.name, beta=fidelity.beta, ok=False,
+                                       reason=f"{type(exc).__name__}: {exc}"[:500])
+    return dataclasses.asdict(checkpoint)

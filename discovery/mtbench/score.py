@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from discovery.config import RunConfig
-from discovery.errors import DiscoveryError
 from discovery.mtbench import answers as answers_mod
 from discovery.mtbench import data as data_mod
 from discovery.mtbench.cache import Judgment, JudgmentCache
@@ -32,6 +31,7 @@ class MTBenchScore:
     cost_usd: float = 0.0  # of the judgments paid for in this call (cache hits cost nothing)
     cache_hits: int = 0
     judge_model: str = ""
+    errors: int = 0  # turns whose generation failed, answered "ERROR" (FastChat) and judged as such
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,22 +85,19 @@ def load_data(config: RunConfig) -> data_mod.MTBenchData:
 
 def answer(config: RunConfig, model, tokenizer, model_path: str | None, out_dir: Path,
            data: data_mod.MTBenchData, seed: int = 0,
-           progress: Callable[[int, int], None] | None = None) -> answers_mod.Answers:
-    """Saved answers when they match these settings, else fresh ones (HF generate or vLLM)."""
-    backend = config.eval.mtbench_backend
-    if backend not in ("auto", "hf", "vllm"):
-        raise DiscoveryError(f"eval.mtbench_backend must be auto, hf or vllm, got '{backend}'")
-    use_vllm = backend == "vllm" or (backend == "auto" and answers_mod.vllm_available() and model_path)
-    if backend == "vllm" and not answers_mod.vllm_available():
-        raise DiscoveryError("eval.mtbench_backend=vllm but vllm is not installed")
-    meta = {"model": str(model_path or ""), "seed": seed, "max_new_tokens": config.eval.mtbench_max_new_tokens,
+           progress: Callable[[int, int], None] | None = None, model_key: str = "") -> answers_mod.Answers:
+    """Saved answers when they match these settings and `model_key` (what identifies the trained weights, e.g.
+    their hash), else fresh ones (HF generate or vLLM)."""
+    use_vllm = answers_mod.backend(config.eval.mtbench_backend, model_path) == "vllm"
+    meta = {"model": str(model_path or ""), "model_key": model_key, "seed": seed, "max_new_tokens": config.eval.mtbench_max_new_tokens,
             "backend": "vllm" if use_vllm else "hf"}
     path = out_dir / "answers.jsonl"
     saved = answers_mod.load_saved(path, meta)
     todo = [q for q in data.questions if q.question_id not in saved]
     if todo:
         if use_vllm:
-            fresh = answers_mod.generate_vllm(str(model_path), todo, config.eval.mtbench_max_new_tokens, seed)
+            fresh = answers_mod.generate_vllm(str(model_path), todo, config.eval.mtbench_max_new_tokens, seed,
+                                              config.eval.vllm_gpu_memory_utilization, config.task.revision)
         else:
             fresh = answers_mod.generate_hf(model, tokenizer, todo, config.eval.mtbench_max_new_tokens, seed,
                                             progress)
@@ -110,16 +107,18 @@ def answer(config: RunConfig, model, tokenizer, model_path: str | None, out_dir:
 
 
 def score(config: RunConfig, model, tokenizer, out_dir: Path, model_path: str | None = None, seed: int = 0,
-          progress: Callable[[str, int, int], None] | None = None, judge: Judge | None = None) -> MTBenchScore:
+          progress: Callable[[str, int, int], None] | None = None, judge: Judge | None = None,
+          model_key: str = "") -> MTBenchScore:
     """Answer the configured questions with `model`, judge them, write answers/judgments/score to out_dir."""
     import json
 
     data = load_data(config)
     answers = answer(config, model, tokenizer, model_path, out_dir, data, seed,
-                     (lambda d, t: progress("answering", d, t)) if progress else None)
+                     (lambda d, t: progress("answering", d, t)) if progress else None, model_key)
     judge = judge or Judge(config.eval.judge, judgment_cache(config))
     result, judgments = judge_answers(data, answers, judge,
                                       (lambda d, t: progress("judging", d, t)) if progress else None)
+    result.errors = answers_mod.errors(answers)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "judgments.jsonl").write_text("".join(json.dumps(asdict(j)) + "\n" for j in judgments))
     (out_dir / "score.json").write_text(json.dumps(result.to_dict(), indent=2))

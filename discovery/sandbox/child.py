@@ -25,6 +25,7 @@ DENIED_SYSCALLS = (
 )
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 BLOCKED_ERRNOS = (errno.EPERM, errno.EACCES, errno.EROFS)
+SOCKET_FAMILIES_MAX = 16  # AF_NETLINK; allowed with sockets: 1 (unix), 2 (inet), 10 (inet6), 16 (netlink)
 
 
 def redirect_stdio(scratch: str) -> None:
@@ -42,10 +43,12 @@ def close_other_fds(keep: int) -> None:
     os.closerange(keep + 1, 1 << 16)
 
 
-def enter_scratch(scratch: str) -> None:
+def enter_scratch(scratch: str, extra: dict | None = None) -> None:
+    """cwd, HOME and TMPDIR in the scratch dir; the scrubbed environment plus the host's `extra` (e.g. RANK)."""
     os.chdir(scratch)
     clean = sandbox_env.scrubbed(os.environ)
     clean.update(HOME=scratch, TMPDIR=scratch, TMP=scratch, TEMP=scratch)
+    clean.update({str(k): str(v) for k, v in (extra or {}).items() if not sandbox_env.is_secret(str(k))})
     os.environ.clear()
     os.environ.update(clean)
     tempfile.tempdir = scratch
@@ -65,6 +68,8 @@ def set_rlimits(limits: dict) -> None:
     cap(resource.RLIMIT_CPU, cpu, cpu + 1)
     cap(resource.RLIMIT_FSIZE, int(limits["file_mb"] * MB))
     cap(resource.RLIMIT_NOFILE, int(limits["open_files"]))
+    if int(limits["memory_mb"]) <= 0:
+        return  # no address-space cap (CUDA maps far more virtual memory than it uses)
     try:
         base = address_space_bytes()
     except OSError:
@@ -72,16 +77,26 @@ def set_rlimits(limits: dict) -> None:
     cap(resource.RLIMIT_AS, base + int(limits["memory_mb"] * MB))
 
 
-def build_filter():
+def build_filter(sockets: bool = False):
     """The seccomp filter: deny exec, fork (clone without CLONE_THREAD), sockets and kernel-admin calls;
-    threads still work. None where libseccomp is missing."""
+    threads still work. None where libseccomp is missing.
+
+    `sockets=True` (training ranks in a network namespace with only a loopback) allows socket() for
+    AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK, which a distributed job's rendezvous needs; other families stay denied.
+    """
     try:
         import pyseccomp as sc
     except Exception:
         return None
     try:
         filt = sc.SyscallFilter(defaction=sc.ALLOW)
+        if sockets:
+            for family in [0, *range(3, 10), *range(11, 16)]:
+                filt.add_rule(sc.ERRNO(errno.EPERM), "socket", sc.Arg(0, sc.EQ, family))
+            filt.add_rule(sc.ERRNO(errno.EPERM), "socket", sc.Arg(0, sc.GT, SOCKET_FAMILIES_MAX))
         for name in DENIED_SYSCALLS:
+            if sockets and name in ("socket", "socketpair"):
+                continue
             try:
                 filt.add_rule(sc.ERRNO(errno.EPERM), name)
             except Exception:
@@ -96,9 +111,9 @@ def build_filter():
     return filt
 
 
-def compile_seccomp() -> bytes | None:
+def compile_seccomp(sockets: bool = False) -> bytes | None:
     """The filter as raw BPF, compiled once in the server (libseccomp takes ~25 ms; prctl takes microseconds)."""
-    filt = build_filter()
+    filt = build_filter(sockets)
     if filt is None:
         return None
     try:
@@ -126,20 +141,22 @@ def install_seccomp(bpf: bytes | None) -> bool:
 
 
 SECCOMP_BPF: bytes | None = None  # set by the server before it forks
+SECCOMP_BPF_SOCKETS: bytes | None = None  # the same with loopback sockets; set only in a network namespace
 
 
-def harden(result_fd: int, scratch: str, limits: dict) -> list[str]:
+def harden(result_fd: int, scratch: str, limits: dict, env: dict | None = None) -> list[str]:
     """Apply every layer this host supports; returns the names of those in force."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails with EFBIG instead
     redirect_stdio(scratch)
     close_other_fds(result_fd)
-    enter_scratch(scratch)
+    enter_scratch(scratch, env)
     layers = ["env-scrub", "scratch-dir", "wall-clock"]
     set_rlimits(limits)
     layers.append("rlimits")
-    if install_seccomp(SECCOMP_BPF):
+    sockets = bool(limits.get("loopback_sockets")) and SECCOMP_BPF_SOCKETS is not None
+    if install_seccomp(SECCOMP_BPF_SOCKETS if sockets else SECCOMP_BPF):
         layers.append("seccomp")
     return layers
 
@@ -166,7 +183,7 @@ def main(result_fd: int, scratch: str, message: dict, threads: int | None) -> No
     """Never returns: runs the job and leaves with os._exit."""
     reply: dict
     try:
-        layers = harden(result_fd, scratch, message["limits"])
+        layers = harden(result_fd, scratch, message["limits"], message.get("env"))
         module, _, name = message["job"].partition(":")
         func = getattr(importlib.import_module(module), name)
         torch = sys.modules.get("torch")

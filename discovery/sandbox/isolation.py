@@ -34,12 +34,13 @@ class Limits:
     memory_mb: int = 2048
     cpu_seconds: int = 60
     file_mb: int = 16
-    open_files: int = 64
+    open_files: int = 64  # memory_mb <= 0: no address-space cap (CUDA maps far more than it uses)
+    loopback_sockets: bool = False  # training ranks: sockets, but only where the network namespace has no way out
 
     @classmethod
     def from_config(cls, config, training: bool = False) -> Limits:
         """Limits from a `SandboxConfig`; `training=True` uses its train_timeout as the wall clock."""
-        wall = config.train_timeout if training else config.timeout
+        wall = (config.train_timeout or 600.0) if training else config.timeout
         return cls(wall_seconds=float(wall), memory_mb=config.memory_mb,
                    cpu_seconds=max(int(config.cpu_seconds), int(wall) + 1) if training else config.cpu_seconds,
                    file_mb=config.max_file_mb, open_files=config.max_open_files)
@@ -68,13 +69,17 @@ class SandboxStartError(RuntimeError):
     """The fork server could not be started."""
 
 
-def bwrap_command(scratch_base: str) -> list[str] | None:
-    """The bubblewrap prefix for the server, or None when bubblewrap is missing or does not work here."""
+def bwrap_command(scratch_base: str, writable: tuple[str, ...] = ()) -> list[str] | None:
+    """The bubblewrap prefix for the server, or None when bubblewrap is missing or does not work here.
+
+    Everything is read-only except the scratch base and the `writable` folders (a training job's output dir).
+    """
     exe = shutil.which("bwrap")
     if not exe or os.environ.get("DISCOVERY_SANDBOX_NO_BWRAP"):
         return None
+    binds = [arg for folder in writable for arg in ("--bind", folder, folder)]
     cmd = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-           "--bind", scratch_base, scratch_base,
+           "--bind", scratch_base, scratch_base, *binds,
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--"]
     try:
@@ -102,8 +107,9 @@ class IsolatedRunner:
 
     def __init__(self, preload: tuple[str, ...] = ("torch",), setup: str | None = None,
                  setup_payload: dict | None = None, limits: Limits | None = None, threads: int | None = None,
-                 start_timeout: float = 600.0, env: dict[str, str] | None = None):
+                 start_timeout: float = 600.0, env: dict[str, str] | None = None, writable: tuple[str, ...] = ()):
         self.preload = tuple(preload)
+        self.writable = tuple(os.path.abspath(w) for w in writable)  # besides scratch: folders jobs may write
         self.env = dict(env or {})  # allowlisted variables to set in the server (e.g. CUDA_VISIBLE_DEVICES)
         self.setup = setup
         self.setup_payload = setup_payload or {}
@@ -125,7 +131,7 @@ class IsolatedRunner:
         config = {"preload": list(self.preload), "setup": self.setup, "setup_payload": self.setup_payload,
                   "scratch_base": self._scratch_base, "threads": self.threads,
                   "sys_path": import_path()}
-        prefix = bwrap_command(self._scratch_base)
+        prefix = bwrap_command(self._scratch_base, self.writable)
         cmd = (prefix or []) + [sys.executable, "-m", "discovery.sandbox.server", str(req_r), str(resp_w)]
         env = sandbox_env.scrubbed({**os.environ, **self.env})
         env["PYTHONPATH"] = os.pathsep.join(import_path())
@@ -187,15 +193,20 @@ class IsolatedRunner:
 
     # ------------------------------------------------------------------ jobs
 
-    def run(self, job: str, payload: dict, limits: Limits | None = None) -> JobResult:
-        """Run `job` ("module:function") on `payload` in a fresh isolated child; never raises for job faults."""
+    def run(self, job: str, payload: dict, limits: Limits | None = None, processes: int = 1) -> JobResult:
+        """Run `job` ("module:function") on `payload` in a fresh isolated child; never raises for job faults.
+
+        `processes` > 1 runs it as that many ranks of one distributed job (RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1
+        and MASTER_PORT set; pass `limits.loopback_sockets` so that they can rendezvous); rank 0 answers.
+        """
         limits = limits or self.limits
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._restart()
             start = time.perf_counter()
             try:
-                wire.send(self._req, {"job": job, "payload": payload, "limits": limits.to_dict()})
+                wire.send(self._req, {"job": job, "payload": payload, "limits": limits.to_dict(),
+                                      "processes": int(processes)})
                 reply = wire.recv(self._resp, timeout=limits.wall_seconds + 30)
             except (OSError, ValueError) as exc:
                 reply = None

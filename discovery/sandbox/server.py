@@ -10,8 +10,10 @@ import ctypes
 import gc
 import importlib
 import os
+import select
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -43,6 +45,27 @@ def own_network_namespace() -> bool:
         return True
     except OSError:
         return False
+
+
+def bring_up_loopback() -> None:
+    """Switch on `lo` in a fresh network namespace (bubblewrap does it itself): the only interface there."""
+    import fcntl
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            flags = struct.unpack("16sH", fcntl.ioctl(s, siocgifflags, struct.pack("16sH", b"lo", 0)))[1]
+            fcntl.ioctl(s, siocsifflags, struct.pack("16sH", b"lo", flags | iff_up))
+    except OSError:
+        pass  # without it, ranks cannot rendezvous; single-process jobs do not care
+
+
+def free_loopback_port() -> int:
+    """A free TCP port on this namespace's loopback for a distributed job's rendezvous."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def pin_threads() -> None:
@@ -78,28 +101,34 @@ class Server:
             self.scratch = None
 
     def run_job(self, message: dict) -> dict:
+        """One job in `message["processes"]` forked, hardened children (default 1: no ranks).
+
+        With N > 1 the children are the ranks of one distributed job (RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1):
+        they rendezvous on this server's loopback, inside its network namespace. Rank 0's reply is the job's;
+        the first rank that fails fails the job and the others are killed.
+        """
         limits = message["limits"]
+        processes = max(1, int(message.get("processes") or 1))
         scratch = tempfile.mkdtemp(dir=self.scratch_base, prefix="job-")
-        read_fd, write_fd = os.pipe()
         start = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_fd)
-            child.main(write_fd, scratch, message, self.threads)
-        os.close(write_fd)
-        try:
-            os.setpgid(pid, pid)
-        except OSError:
-            pass
+        ranks = self._fork_ranks(message, scratch, processes)
         wall = float(limits["wall_seconds"])
-        reply = wire.recv(read_fd, timeout=wall)
+        replies, culprit = self._gather(ranks, start + wall)
         elapsed = time.perf_counter() - start
-        if reply is None:
-            reply = self._no_reply(self._reap(pid, grace=0.0), elapsed, wall)
-            self.pending = None
+        statuses = {}
+        for i, (pid, fd) in enumerate(ranks):
+            if i > 0 or replies[0] is None:  # rank 0, when it answered, exits on its own (reaped in finish)
+                statuses[i] = self._reap(pid, grace=2.0 if replies[i] is not None else 0.0)
+            os.close(fd)
+        self.pending = ranks[0][0] if replies[0] is not None else None
+        if culprit is None:  # every rank answered, or the wall clock ran out
+            reply = replies[0] if replies[0] is not None else self._no_reply(statuses[0], elapsed, wall)
         else:
-            self.pending = pid
-        os.close(read_fd)
+            reply = replies[culprit] or self._no_reply(statuses[culprit], elapsed, wall)
+        if processes > 1 and not reply.get("ok"):
+            rank = 0 if culprit is None else culprit
+            reply = {**reply, "error": f"rank {rank} of {processes}: {reply.get('error') or ''}",
+                     "traceback": f"rank {rank} of {processes}: {reply.get('traceback') or reply.get('error') or ''}"}
         log = self._log_tail(scratch)
         self.scratch = scratch
         expected = set(self.child_layers) if self.child_layers else None
@@ -107,6 +136,47 @@ class Server:
         return {"ok": bool(reply.get("ok")), "value": reply.get("value"), "kind": reply.get("kind", "crash"),
                 "error": str(reply.get("traceback") or reply.get("error") or ""),
                 "seconds": elapsed, "isolation": self.layers + layers, "log": log}
+
+    def _fork_ranks(self, message: dict, scratch: str, processes: int) -> list[tuple[int, int]]:
+        """(pid, reply fd) of each rank; rank 0 works in `scratch`, the others in folders under it."""
+        if processes > 1:
+            port = free_loopback_port()
+        ranks: list[tuple[int, int]] = []
+        for rank in range(processes):
+            folder = scratch if rank == 0 else tempfile.mkdtemp(dir=scratch, prefix=f"rank{rank}-")
+            rank_message = message if processes == 1 else {**message, "env": {
+                **(message.get("env") or {}), "RANK": str(rank), "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes),
+                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}}
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read_fd)
+                child.main(write_fd, folder, rank_message, self.threads)
+            os.close(write_fd)
+            try:
+                os.setpgid(pid, pid)
+            except OSError:
+                pass
+            ranks.append((pid, read_fd))
+        return ranks
+
+    @staticmethod
+    def _gather(ranks: list[tuple[int, int]], deadline: float) -> tuple[list[dict | None], int | None]:
+        """Each rank's reply (None: none came) and the first rank that failed (None: none did, or time ran out)."""
+        replies: list[dict | None] = [None] * len(ranks)
+        waiting = {fd: i for i, (_, fd) in enumerate(ranks)}
+        while waiting:
+            left = deadline - time.perf_counter()
+            ready = select.select(list(waiting), [], [], left)[0] if left > 0 else []
+            if not ready:
+                return replies, None
+            for fd in ready:
+                i = waiting.pop(fd)
+                replies[i] = wire.recv(fd, timeout=max(0.1, deadline - time.perf_counter()))
+                if replies[i] is None or not replies[i].get("ok"):
+                    return replies, i
+        return replies, None
 
     @staticmethod
     def _reap(pid: int, grace: float) -> int:
@@ -173,8 +243,11 @@ def main(argv: list[str]) -> int:
     outer = [x for x in os.environ.get("DISCOVERY_SANDBOX_OUTER", "").split(",") if x]
     if "net-namespace" not in outer and own_network_namespace():
         outer.append("net-namespace")
+        bring_up_loopback()
     server = Server(config, outer)
     child.SECCOMP_BPF = child.compile_seccomp()
+    if "net-namespace" in outer:  # sockets reach only this namespace's loopback: ranks may rendezvous
+        child.SECCOMP_BPF_SOCKETS = child.compile_seccomp(sockets=True)
     try:
         prepare(config)
     except BaseException as exc:  # noqa: BLE001 - the host gets the reason

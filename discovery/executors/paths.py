@@ -1,0 +1,45 @@
+"""Where a worker finds the user's caches: resolved in the trusted parent, passed down explicitly.
+
+The isolated worker's HOME is its scratch dir, so nothing there may be derived from HOME: the task cache,
+the HF hub cache and the MT-Bench files are resolved here from the real HOME / HF_HOME / HF_HUB_CACHE /
+XDG_CACHE_HOME / DISCOVERY_CACHE / task.cache_dir, and the worker gets absolute paths (read-only for it:
+bubblewrap binds the whole filesystem read-only except its scratch and output dirs).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+from discovery.config import RunConfig
+
+
+def cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+
+
+def task_cache_root(config: RunConfig) -> Path:
+    """The root of the task caches, as every task resolves it: task.cache_dir, $DISCOVERY_CACHE, ~/.cache/discovery."""
+    root = config.task.cache_dir or os.environ.get("DISCOVERY_CACHE") or Path.home() / ".cache" / "discovery"
+    return Path(root).expanduser().absolute()
+
+
+def hf_env() -> dict[str, str]:
+    """HF_HOME and HF_HUB_CACHE as the hub library resolves them in this (trusted) process."""
+    home = Path(os.environ.get("HF_HOME") or cache_home() / "huggingface").expanduser().absolute()
+    hub = Path(os.environ.get("HF_HUB_CACHE") or home / "hub").expanduser().absolute()
+    env = {"HF_HOME": str(home), "HF_HUB_CACHE": str(hub)}
+    if os.environ.get("HF_DATASETS_CACHE"):
+        env["HF_DATASETS_CACHE"] = str(Path(os.environ["HF_DATASETS_CACHE"]).expanduser().absolute())
+    return env
+
+
+def for_worker(config: RunConfig) -> RunConfig:
+    """A copy of `config` whose paths do not depend on the worker's HOME (task.cache_dir made absolute)."""
+    worker = copy.deepcopy(config)
+    worker.task.cache_dir = str(task_cache_root(config))
+    for key in ("mtbench_dir",):
+        if worker.task.options.get(key):
+            worker.task.options[key] = str(Path(worker.task.options[key]).expanduser().absolute())
+    return worker

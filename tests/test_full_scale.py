@@ -1,0 +1,202 @@
+"""The full-scale path on CPU: `discovery run --task hf_dpo` with MT-Bench judged by a keyed judge on loopback.
+
+Training runs in the real executor's isolated workers (1 or 2 gloo ranks per candidate); scoring runs in the
+trusted `discovery run` process with the judge's key. HOME is a fresh folder and task.cache_dir is unset, so
+every cache resolves from the real HOME, not the worker's scratch dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from fixtures_hf import build_model, build_preferences
+from scripted_openai_server import Reply, ScriptedOpenAIServer
+
+from discovery import library
+from discovery.archive import Archive
+from discovery.candidate import Status
+from discovery.config import from_dict
+
+KEY_ENV = "FULLSCALE_JUDGE_API_KEY"
+SECRET = "sk-judge-only-7f3a9c"
+NEW_LOSS = '''import torch.nn.functional as F
+
+
+def hinge_plus_dpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+                   beta):
+    margin = (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)
+    return -F.logsigmoid(beta * margin) + 0.1 * F.relu(1 - beta * margin)
+'''
+
+
+def rating(body) -> int:
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    return 1 + sum(user.encode()) % 10
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fullscale")
+    replay = root / "replay"
+    replay.mkdir()
+    (replay / "hinge_plus_dpo.py").write_text(NEW_LOSS)
+    return {"model": str(build_model(root / "model")), "pairs": str(build_preferences(root / "pairs")),
+            "replay": str(replay)}
+
+
+@pytest.fixture()
+def judge():
+    with ScriptedOpenAIServer(default=lambda body: Reply(f"Rating: [[{rating(body)}]]"), api_key=SECRET) as server:
+        yield server
+
+
+def fresh_home_env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("DISCOVERY_CACHE", "XDG_CACHE_HOME")}
+    env.update(HOME=str(home), HF_HUB_OFFLINE="1", **{KEY_ENV: SECRET})
+    env.pop("HF_HOME", None)
+    return env
+
+
+def run_settings(s, mtbench_dir, judge, processes: int) -> list[str]:
+    sets = [
+        "task.name=hf_dpo", f"task.model={s['model']}", f"task.dataset={s['pairs']}", "task.eval_split=test",
+        "task.options={scorer: mtbench}", "train.max_steps=2", "train.per_device_train_batch_size=4",
+        "train.max_length=48", "train.learning_rate=0.01", "eval.seeds=1", "eval.screen=false",
+        "eval.reeval_seeds=0", "eval.baselines=[dpo, ipo]", f"eval.mtbench_source={mtbench_dir}",
+        "eval.mtbench_questions=2", "eval.mtbench_max_new_tokens=6", "eval.mtbench_backend=hf",
+        "eval.judge.model=scripted-judge", f"eval.judge.base_url={judge.base_url}", f"eval.judge.api_key_env={KEY_ENV}",
+        "eval.judge.max_retries=1", "executor.workers=1", "executor.threads_per_worker=2",
+        f"executor.processes_per_candidate={processes}", "budget.proposals=1", "budget.wall_time=900",
+        f"proposer.replay_dir={s['replay']}",
+    ]
+    return ["--proposer", "replay", "--quiet"] + [arg for text in sets for arg in ("--set", text)]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_discovery_run_scores_every_candidate_with_the_keyed_judge(stand_ins, mtbench_dir, judge, tmp_path,
+                                                                   processes):
+    env = fresh_home_env(tmp_path)
+    run_dir = tmp_path / "run"
+    out = run_cli("run", "--run-dir", str(run_dir), *run_settings(stand_ins, mtbench_dir, judge, processes),
+                  env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-2000:]
+    assert judge.rejected == []  # every judge request carried the key
+    with Archive.open(run_dir, readonly=True) as archive:
+        candidates = {c.name: c for c in archive.candidates()}
+        assert set(candidates) == {"dpo", "ipo", "hinge_plus_dpo"}
+        evaluations = [e for c in candidates.values() for e in archive.evaluations(c.id)]
+        for c in candidates.values():
+            assert c.status == Status.EVALUATED, (c.name, c.reason)
+    assert len(evaluations) == 3
+    judged = judge.chat_requests
+    assert len(judged) == 3 * 2 * 2  # 3 trained models x 2 questions x 2 turns, none served from a cache
+    for e in evaluations:
+        r = e.result
+        assert r.ok and r.steps == 2 and r.metrics["mtbench/rated"] == 4 and r.metrics["mtbench/cache_hits"] == 0
+        assert 1 <= r.fitness <= 10
+        assert "bwrap" in r.isolation or "net-namespace" in r.isolation
+    # the 12 ratings the judge gave are exactly the 12 behind the three fitnesses
+    assert sum(e.result.fitness for e in evaluations) * 4 == pytest.approx(sum(rating(b) for b in judged))
+    # the caches live under the real HOME (not a worker's scratch dir); no checkpoint is left behind
+    home = Path(env["HOME"])
+    prepared = list((home / ".cache" / "discovery").glob("hf_dpo-*/meta.json"))
+    assert len(prepared) == 1
+    answers = list(prepared[0].parent.glob("mtbench/*/answers.jsonl"))
+    assert len(answers) == 3
+    assert (home / ".cache" / "discovery" / "mtbench" / "judgments.jsonl").is_file()
+    assert not [p for p in (run_dir / "checkpoints").rglob("*") if p.is_file()]
+
+
+def test_checkpoints_of_the_best_are_kept_when_asked(stand_ins, mtbench_dir, judge, tmp_path):
+    env = fresh_home_env(tmp_path)
+    run_dir = tmp_path / "run"
+    args = run_settings(stand_ins, mtbench_dir, judge, 1) + ["--set", "executor.keep_checkpoints=1",
+                                                              "--set", "budget.proposals=0"]
+    out = run_cli("run", "--run-dir", str(run_dir), *args, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    kept = [p for p in (run_dir / "checkpoints" / "kept").iterdir()]
+    assert len(kept) == 1 and any(kept[0].glob("*.safetensors"))
+    with Archive.open(run_dir, readonly=True) as archive:
+        scored = [e.result for c in archive.candidates() for e in archive.evaluations(c.id)]
+    best = max(scored, key=lambda r: r.fitness)
+    assert best.metrics["checkpoint"] == str(kept[0])
+
+
+def test_a_run_whose_baselines_all_fail_is_an_error(stand_ins, mtbench_dir, judge, tmp_path):
+    env = fresh_home_env(tmp_path)
+    env[KEY_ENV] = "sk-wrong-key"
+    out = run_cli("run", "--run-dir", str(tmp_path / "run"), *run_settings(stand_ins, mtbench_dir, judge, 1),
+                  env=env, timeout=900)
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.strip().splitlines() if "baseline" in line]
+    assert len(lines) == 1 and "every baseline failed" in lines[0] and "dpo" in lines[0], out.stderr[-2000:]
+    assert judge.rejected and not judge.chat_requests  # refused for the wrong key, never answered
+
+
+def test_the_key_is_out_of_reach_of_the_training_ranks(stand_ins, judge, tmp_path, monkeypatch):
+    """Training ranks, started exactly as the executor starts them while this process holds the key: no copy of
+    the key in any environment or file they can read, and the judge's port does not answer them."""
+    from discovery.executors.isolated import IsolatedEvaluator
+    from discovery.inner_loop.task import get_task
+
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    config = from_dict({
+        "task": {"name": "hf_dpo", "model": stand_ins["model"], "dataset": stand_ins["pairs"], "eval_split": "test",
+                 "cache_dir": str(tmp_path / "cache"), "options": {"scorer": "mtbench"}},
+        "train": {"max_steps": 1, "per_device_train_batch_size": 4, "max_length": 48},
+        "eval": {"judge": {"base_url": judge.base_url, "api_key_env": KEY_ENV}},
+        "executor": {"processes_per_candidate": 2, "checkpoint_dir": str(tmp_path / "ckpt")}})
+    get_task(config).prepare()
+    with IsolatedEvaluator(config, threads=2) as evaluator:
+        out_dir = evaluator.out_base / "job"
+        out_dir.mkdir()
+        (out_dir / "note.txt").write_text("written by the trusted side")
+        job = evaluator.runner.run("fullscale_jobs:probe_secrets", {"secret": SECRET, "port": judge.port,
+                                                                   "out_dir": str(out_dir)},
+                                   limits=evaluator.limits, processes=2)
+        trained = evaluator.evaluate({"code": library.get("dpo").code, "seed": 0,
+                                      "fidelity": {"name": "screen", "steps_fraction": 1.0, "beta": None}})
+    assert job.ok, job.error
+    probe = job.value
+    assert probe["rank"] == "0" and probe["readable"] > 0
+    assert probe["found"] == [], probe["found"]
+    assert KEY_ENV not in probe["env_keys"]
+    assert not probe["reached"], "a training rank reached the judge's port"
+    assert trained.ok, trained.reason  # the same runner and limits train for real (2 ranks, gloo)
+    assert judge.chat_requests == []  # screen fidelity: the held-out screen, no judge
+
+
+def test_mtbench_answers_are_keyed_by_the_trained_weights(stand_ins, mtbench_dir, judge, tmp_path, monkeypatch):
+    """lr=0 and lr=1e-2 are different models: the second is answered and judged afresh; the same lr again reuses."""
+    from discovery.inner_loop.task import get_task
+
+    monkeypatch.setenv(KEY_ENV, SECRET)
+
+    def evaluate(lr: float):
+        config = from_dict({
+            "task": {"name": "hf_dpo", "model": stand_ins["model"], "dataset": stand_ins["pairs"],
+                     "eval_split": "test", "cache_dir": str(tmp_path / "cache"), "options": {"scorer": "mtbench"}},
+            "train": {"max_steps": 2, "per_device_train_batch_size": 4, "max_length": 48, "learning_rate": lr},
+            "eval": {"mtbench_source": str(mtbench_dir), "mtbench_questions": 2, "mtbench_max_new_tokens": 6,
+                     "mtbench_backend": "hf", "judge": {"model": "scripted-judge", "base_url": judge.base_url,
+                                                        "api_key_env": KEY_ENV,
+                                                        "cache_dir": str(tmp_path / "judge")}}})
+        task = get_task(config)
+        task.prepare()
+        return task.evaluate(library.get("dpo").code, seed=0)
+
+    still, moved, again = evaluate(0.0), evaluate(1e-2), evaluate(1e-2)
+    assert still.ok and moved.ok and again.ok
+    assert still.metrics["checkpoint/sha256"] != moved.metrics["checkpoint/sha256"]
+    assert moved.metrics["checkpoint/sha256"] == again.metrics["checkpoint/sha256"]
+    answers = sorted(p.parent.name for p in (tmp_path / "cache").rglob("answers.jsonl"))
+    assert len(answers) == 2 and answers[0].split("-")[0] != answers[1].split("-")[0]
+    assert again.metrics["mtbench/cache_hits"] == 4 and again.fitness == moved.fitness
+    rows = [json.loads(line) for p in (tmp_path / "cache").rglob("answers.jsonl") for line in p.read_text().splitlines()]
+    assert {r["model_key"] for r in rows} == {still.metrics["checkpoint/sha256"], moved.metrics["checkpoint/sha256"]}
