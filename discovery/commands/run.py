@@ -111,6 +111,9 @@ def check_proposer(config: RunConfig) -> None:
 
         ensure_llama_cpp()
         resolve_model(config.proposer.model)  # a local file, or downloaded once into the hub cache
+    from discovery.proposer.factory import probe_endpoint
+
+    probe_endpoint(config)  # a remote LLM answers one token now, or the run stops here with one line
 
 
 def prepare_run_dir(run_dir: Path) -> None:
@@ -189,6 +192,10 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, quiet: bool, consol
         return validate(code, config.sandbox, runner=validation_runner)
 
     proposer = stack.enter_context(make_proposer(config, validator))
+    if config.proposer.backend == "llamacpp":  # fail fast: one token now, not an error after the baselines
+        if not quiet:
+            console.print(f"proposer {config.proposer.backend}: checking that the LLM answers...")
+        proposer.probe()
     cache = BaselineCache(default_root(config.task.cache_dir), config.task.name, task.cache_key(),
                           config.train.__dict__)
     stack.callback(cache.close)

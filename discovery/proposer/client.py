@@ -65,21 +65,40 @@ class ChatClient:
 
     def complete(self, messages: list[dict[str, str]]) -> ChatReply:
         mode = self._mode()
-        start = time.monotonic()
         try:
-            response = self._create(messages, mode)
+            return self._call(messages, mode)
         except openai.BadRequestError as exc:
             if self.response_format != "auto" or mode == "text":
                 raise ProposerError(f"the endpoint rejected the request: {_one_line(exc)}") from None
             with self._lock:
                 self.response_format = "text"  # the endpoint has no structured output; extract from text
             return self.complete(messages)
+
+    def probe(self, timeout: float = 30.0) -> ChatReply:
+        """One token of a trivial chat, in seconds: a wrong URL, key or model fails here, before any slow work.
+
+        A remote endpoint gets one retry and at most `timeout` seconds per try (not the proposals' own
+        patience); the embedded server's client keeps its crash handling, so a CPU that cannot run the
+        model fails here too.
+        """
+        quick = self._client.with_options(timeout=min(timeout, float(self._client.timeout)), max_retries=1)
+        try:
+            return self._call([{"role": "user", "content": "Say OK."}], "text", max_tokens=1, client=quick)
+        except openai.BadRequestError as exc:
+            raise ProposerError(f"the endpoint rejected the request: {_one_line(exc)}") from None
+
+    def _call(self, messages, mode: str, **create) -> ChatReply:
+        start = time.monotonic()
+        try:
+            response = self._create(messages, mode, **create)
         except openai.APITimeoutError:
             raise ProposerError(f"the LLM endpoint {self._where()} timed out after "
                                 f"{self.tries} tries of {self._client.timeout}s "
                                 "(raise proposer.timeout or proposer.max_retries)") from None
         except openai.APIConnectionError as exc:
             raise ProposerError(f"cannot reach the LLM endpoint {self._where()}: {_one_line(exc)}") from None
+        except openai.BadRequestError:
+            raise
         except openai.APIStatusError as exc:
             raise ProposerError(f"the LLM endpoint {self._where()} answered HTTP {exc.status_code} after "
                                 f"{self.tries} tries: {_one_line(exc)}") from None
@@ -90,7 +109,7 @@ class ChatClient:
         with self._lock:
             return "json_schema" if self.response_format == "auto" else self.response_format
 
-    def _create(self, messages, mode: str):
+    def _create(self, messages, mode: str, max_tokens: int | None = None, client: openai.OpenAI | None = None):
         extra = {}
         if mode == "json_schema":
             extra["response_format"] = {"type": "json_schema", "json_schema": {
@@ -101,8 +120,9 @@ class ChatClient:
             with self._lock:
                 extra["seed"] = self.seed + self._requests
                 self._requests += 1
-        return self._client.chat.completions.create(
-            model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens, **extra)
+        return (client or self._client).chat.completions.create(
+            model=self.model, messages=messages, temperature=self.temperature,
+            max_tokens=max_tokens or self.max_tokens, **extra)
 
     def _where(self) -> str:
         return self.base_url or "api.openai.com"

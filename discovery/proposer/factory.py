@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 
 from discovery.config import ProposerConfig, RunConfig
 from discovery.proposer.accounting import Ledger, PriceTable
@@ -32,10 +33,33 @@ def make_proposer(config: RunConfig, validator: Validator) -> Proposer:
     raise ProposerError(f"unknown proposer.backend '{p.backend}'; available: {', '.join(BACKENDS)}")
 
 
+def probe_endpoint(config: RunConfig) -> None:
+    """A remote endpoint answers one token (seconds), or its one-line error stops the run before anything slow."""
+    p = config.proposer
+    if p.backend != "openai":
+        return
+    client = ChatClient(p.base_url, os.environ.get(p.api_key_env, ""), p.model, **_client_options(p))
+    try:
+        client.probe(timeout=min(30.0, p.timeout))
+    except ProposerError as exc:
+        raise ProposerError(f"the openai proposer does not answer: {exc}") from None
+    finally:
+        client.close()
+
+
 def _client_options(p: ProposerConfig, response_format: str | None = None) -> dict:
     """The ChatClient settings both LLM backends take from the proposer config."""
     return dict(timeout=p.timeout, max_retries=p.max_retries, temperature=p.temperature, max_tokens=p.max_tokens,
                 response_format=response_format or p.response_format, seed=p.seed)
+
+
+def server_options(p: ProposerConfig):
+    """The embedded server's settings (measured in bench/proposer_speed.py, see docs/proposers.md)."""
+    from discovery.proposer.llamacpp_server import ServerOptions, usable_cores
+
+    threads = p.n_threads or usable_cores()
+    return ServerOptions(n_ctx=p.context_window, n_threads=threads, n_threads_batch=threads, seed=p.seed,
+                         extra_bufts=p.cpu_repack, logits_all=False, draft_tokens=max(0, p.draft_tokens))
 
 
 class LlamaCppProposer(LLMProposer):
@@ -61,8 +85,8 @@ def _llamacpp(config: RunConfig, validator: Validator, ledger: Ledger) -> Propos
     p = config.proposer
     ensure_llama_cpp()
     path = resolve_model(p.model)
-    server = LlamaCppServer(path, n_ctx=p.context_window, n_threads=p.n_threads, seed=p.seed,
-                            start_timeout=max(p.timeout, 60.0))
+    launcher = shlex.split(p.server_command) if p.server_command else None
+    server = LlamaCppServer(path, options=server_options(p), start_timeout=max(p.timeout, 60.0), launcher=launcher)
     try:
         # Measured (bench/proposer_validity.py): grammar-constrained JSON makes small local models write
         # empty or broken "code" strings, so "auto" means text + robust extraction here; "json_object"

@@ -2,6 +2,8 @@
 
 The child dies with its parent on every exit path: `close()` on normal end and exceptions, an atexit
 hook for Ctrl-C and interpreter exit, and PR_SET_PDEATHSIG (Linux) for a crash or SIGKILL of the parent.
+A child that dies by itself (a signal, an exit code) is named as such, restarted once, and the second
+death stops the proposer (`ServerCrashed`); "cannot reach the endpoint" is for endpoints we did not start.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import openai
@@ -29,6 +32,49 @@ from discovery.proposer.client import ChatClient
 _HINT = ("set proposer.model=/path/to/model.gguf (a local GGUF file), or use an OpenAI-compatible endpoint: "
          "proposer.backend=openai proposer.base_url=http://HOST:PORT/v1 proposer.model=NAME")
 _PR_SET_PDEATHSIG = 1
+_ENTRY = "discovery.proposer.llamacpp_main"  # llama_cpp.server with --use_extra_bufts
+
+
+class ServerCrashed(ProposerError):
+    """The embedded server died by itself (signal or exit code) twice: the proposer cannot go on."""
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How the embedded llama.cpp server loads the model and generates (see docs/proposers.md).
+
+    None means llama-cpp-python's own default (what the code did before these options existed).
+    """
+
+    n_ctx: int = 8192
+    n_threads: int | None = None  # generation threads; None: llama-cpp-python's default (half the cores)
+    n_threads_batch: int | None = None  # prompt-processing threads; None: all cores
+    seed: int = 0
+    extra_bufts: bool = False  # llama.cpp weight repacking (AMX/AVX-512 buffer types): crashes some VMs
+    logits_all: bool | None = False  # the server's default True computes the vocabulary logits of every prompt token
+    draft_tokens: int = 0  # prompt-lookup decoding: tokens guessed from the prompt per step (0: off)
+    cache: bool = False  # llama-cpp-python's RAM cache of prompt states (beyond the automatic prefix reuse)
+
+    def arguments(self) -> list[str]:
+        args = ["--n_ctx", str(self.n_ctx), "--seed", str(self.seed), "--use_extra_bufts", str(self.extra_bufts)]
+        for flag, value in (("--n_threads", self.n_threads), ("--n_threads_batch", self.n_threads_batch),
+                            ("--logits_all", self.logits_all)):
+            if value is not None:
+                args += [flag, str(value)]
+        if self.draft_tokens > 0:
+            args += ["--draft_model", "prompt-lookup-decoding", "--draft_model_num_pred_tokens",
+                     str(self.draft_tokens)]
+        if self.cache:
+            args += ["--cache", "True"]
+        return args
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def resolve_model(model: str) -> str:
@@ -72,19 +118,27 @@ def _die_with_parent() -> None:
 
 
 class LlamaCppServer:
-    """Start, health-check and stop one llama.cpp server; `base_url` is its OpenAI API root."""
+    """Start, health-check and stop one llama.cpp server; `base_url` is its OpenAI API root.
 
-    def __init__(self, model_path: str, *, n_ctx: int, n_threads: int | None = None, seed: int = 0,
-                 start_timeout: float = 300.0):
+    `launcher` is the command before the server's arguments (default: this Python running
+    discovery.proposer.llamacpp_main); tests inject a stand-in executable there.
+    """
+
+    def __init__(self, model_path: str, *, n_ctx: int = 8192, n_threads: int | None = None, seed: int = 0,
+                 start_timeout: float = 300.0, options: ServerOptions | None = None,
+                 launcher: list[str] | None = None, max_crash_restarts: int = 1):
         self.model_path = model_path
+        self.options = options or ServerOptions(n_ctx=n_ctx, n_threads=n_threads, seed=seed)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.start_timeout = start_timeout
         self.restarts = 0
-        self._command = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1",
-                         "--port", str(self.port), "--n_ctx", str(n_ctx), "--seed", str(seed), "--verbose", "False"]
-        if n_threads:
-            self._command += ["--n_threads", str(n_threads)]
+        self.crashes: list[str] = []  # how each death was described, in order
+        self.max_crash_restarts = max_crash_restarts
+        self.closed = False  # close() was called: a request cut off now is no crash
+        self._command = [*(launcher or [sys.executable, "-m", _ENTRY]), "--model", model_path,
+                         "--host", "127.0.0.1", "--port", str(self.port), "--verbose", "False",
+                         *self.options.arguments()]
         self._log = tempfile.NamedTemporaryFile(prefix="llamacpp-", suffix=".log", delete=False)
         atexit.register(self.close)
         self._start()
@@ -101,6 +155,8 @@ class LlamaCppServer:
 
     def restart(self) -> None:
         """Stop whatever the server is generating and start it again on the same port."""
+        if self.closed:
+            raise ProposerError("the llama.cpp server was stopped (the run is ending)")
         self._stop()
         self.restarts += 1
         self._start()
@@ -109,8 +165,8 @@ class LlamaCppServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ProposerError(f"the llama.cpp server exited with code {self.process.returncode} while "
-                                    f"loading {self.model_path}: {self.log_tail()}")
+                raise ProposerError(f"the llama.cpp server {self.death()} while loading {self.model_path}; "
+                                    f"log: {self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:
                     if response.status == 200:
@@ -121,18 +177,51 @@ class LlamaCppServer:
         raise ProposerError(f"the llama.cpp server did not answer within {timeout:.0f}s; log: {self.log_tail()}")
 
     def log_tail(self, chars: int = 300) -> str:
+        """The end of the server's output, without uvicorn's per-request lines (they say nothing of a crash)."""
         try:
             text = Path(self._log.name).read_text(errors="replace")
         except OSError:
             return ""
-        return " ".join(text[-chars:].split())
+        lines = [line for line in text.splitlines() if not (line.startswith("INFO:") and '" ' in line)]
+        return " ".join(" ".join(lines)[-chars:].split()) or "(empty)"
+
+    def death(self, grace: float = 0.0) -> str | None:
+        """None while the process runs; else 'crashed (SIGSEGV)' or 'exited with code N'.
+
+        `grace`: wait this long for a process that is closing its sockets to be reaped, so a request cut
+        off by the crash is not taken for a live server.
+        """
+        try:
+            code = self.process.wait(timeout=grace) if grace else self.process.poll()
+        except subprocess.TimeoutExpired:
+            return None
+        if code is None:
+            return None
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"crashed ({name})"
+        return f"exited with code {code}"
+
+    def crashed_while(self, doing: str) -> None:
+        """The process died by itself while `doing`: restart it (once per server), else raise ServerCrashed."""
+        death = self.death() or "stopped"
+        message = f"the llama.cpp server {death} while {doing}; log: {self.log_tail()}"
+        self.crashes.append(death)
+        if len(self.crashes) > self.max_crash_restarts:
+            raise ServerCrashed(message + (f" (it was restarted {self.max_crash_restarts} time(s) and died again)"
+                                           if self.max_crash_restarts else ""))
+        logging.getLogger("discovery.proposer").warning("%s; restarting it", message)
+        self.restart()
 
     @property
     def running(self) -> bool:
         return self.process.poll() is None
 
     def _stop(self) -> None:
-        if self.process.poll() is None:
+        if getattr(self, "process", None) is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=3)
@@ -141,6 +230,7 @@ class LlamaCppServer:
                 self.process.wait()
 
     def close(self) -> None:
+        self.closed = True
         self._stop()
         self._log.close()
         try:
@@ -165,16 +255,23 @@ class EmbeddedChatClient(ChatClient):
         self.tries = max_retries + 1
         self._one_at_a_time = threading.Lock()
 
-    def _create(self, messages, mode: str):
+    def _create(self, messages, mode: str, **create):
         with self._one_at_a_time:
-            for attempt in range(self.tries):
+            attempt = 0
+            while True:
                 try:
-                    return super()._create(messages, mode)
-                except openai.APIConnectionError:  # (APITimeoutError is one)
+                    return super()._create(messages, mode, **create)
+                except openai.APIConnectionError as exc:  # (APITimeoutError is one)
+                    if self.server.closed:
+                        raise ProposerError("the llama.cpp server was stopped (the run is ending)") from None
+                    grace = 0.0 if isinstance(exc, openai.APITimeoutError) else 1.0
+                    if self.server.death(grace) is not None:
+                        self.server.crashed_while("generating")  # restarts once, then raises ServerCrashed
+                        continue  # the request the crash cut off is asked again; a timeout try is not used up
                     self.server.restart()  # also after the last try: the next request finds the server free
-                    if attempt + 1 == self.tries:
+                    attempt += 1
+                    if attempt == self.tries:
                         raise
-        raise AssertionError("unreachable")
 
 
 def _child_env() -> dict[str, str]:

@@ -130,6 +130,13 @@ class LLMProposer(Proposer):
             latex=getattr(final_report, "latex", None), diagnostics=dict(getattr(final_report, "diagnostics", {}) or {}),
         )
 
+    def probe(self) -> None:
+        """A one-token answer before any slow work: wrong URL, key or model (or a crashing server) fail here."""
+        try:
+            self.client.probe(timeout=min(30.0, self.config.timeout))
+        except ProposerError as exc:
+            raise ProposerError(f"the {self.name} proposer does not answer: {exc}") from None
+
     def stop_reason(self) -> str | None:
         return self.ledger.exceeded()
 

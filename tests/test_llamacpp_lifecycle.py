@@ -1,0 +1,169 @@
+"""The embedded server's life with a stand-in executable: start, answer, stop; a crash is named, restarted once.
+
+The stand-in (tests/standin_llama_server.py) is a real child process speaking real HTTP on 127.0.0.1 in
+the place of llama_cpp.server, so everything up to the process edge is the production code path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from proposer_support import best_validator
+
+from discovery import library
+from discovery.candidate import Candidate, Origin
+from discovery.config import RunConfig
+from discovery.inner_loop.task import TaskInfo
+from discovery.proposer import ProposalContext, ProposerError
+from discovery.proposer.accounting import Ledger, PriceTable
+from discovery.proposer.factory import LlamaCppProposer
+from discovery.proposer.llamacpp_server import EmbeddedChatClient, LlamaCppServer, ServerCrashed
+
+STANDIN = Path(__file__).with_name("standin_llama_server.py")
+TASK = TaskInfo("synthetic", "a policy is trained with your loss on preference pairs", "held-out accuracy", 0.1,
+                "cheap")
+OPTIONS = dict(timeout=30.0, max_retries=1, temperature=0.0, max_tokens=200, response_format="text", seed=0)
+
+
+def launcher(state: Path, crash: str) -> list[str]:
+    return [sys.executable, str(STANDIN), "--state", str(state), "--crash", crash]
+
+
+def started_pids(state: Path) -> list[int]:
+    path = state / "pids"
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own, already dead child
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def no_orphans(pids: list[int], within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while any(alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def server(tmp_path: Path, crash: str) -> LlamaCppServer:
+    return LlamaCppServer("standin.gguf", n_ctx=512, start_timeout=30, launcher=launcher(tmp_path, crash))
+
+
+def test_start_answer_stop_leaves_no_process(tmp_path):
+    srv = server(tmp_path, "never")
+    config = RunConfig()
+    config.proposer.max_fix_attempts = 0
+    client = EmbeddedChatClient(srv, "standin.gguf", **OPTIONS)
+    proposer = LlamaCppProposer(srv, client, best_validator(), config.proposer, Ledger(None, None),
+                                PriceTable.build({}, local=True), name="llamacpp")
+    baselines = [Candidate(name="dpo", code=library.get("dpo").code, origin=Origin.LIBRARY)]
+    try:
+        assert srv.running and "--use_extra_bufts" in srv._command  # the launcher got the server's arguments
+        proposer.probe()
+        proposal = proposer.propose(ProposalContext(task=TASK, baselines=baselines))
+    finally:
+        proposer.close()
+    assert proposal.valid and proposal.candidate.name == "standin_margin", proposal.candidate.reason
+    assert srv.restarts == 0 and srv.crashes == []
+    assert len(started_pids(tmp_path)) == 1 and no_orphans(started_pids(tmp_path))
+
+
+def test_a_crash_mid_request_is_named_restarted_once_then_stops(tmp_path):
+    srv = server(tmp_path, "always")
+    client = EmbeddedChatClient(srv, "standin.gguf", **OPTIONS)
+    try:
+        with pytest.raises(ServerCrashed) as info:
+            client.complete([{"role": "user", "content": "propose a loss"}])
+    finally:
+        srv.close()
+    message = str(info.value)
+    assert message.startswith("the llama.cpp server crashed (SIGSEGV) while generating; log: ")
+    assert "about to fault in the stand-in" in message  # the tail of the server's own output
+    assert "restarted 1 time(s) and died again" in message and "cannot reach" not in message
+    assert srv.restarts == 1 and srv.crashes == ["crashed (SIGSEGV)", "crashed (SIGSEGV)"]
+    pids = started_pids(tmp_path)
+    assert len(pids) == 2 and no_orphans(pids)  # exactly one restart, and nothing left running
+
+
+def test_one_crash_is_survived_by_one_restart(tmp_path):
+    srv = server(tmp_path, "first")
+    client = EmbeddedChatClient(srv, "standin.gguf", **OPTIONS)
+    try:
+        reply = client.complete([{"role": "user", "content": "propose a loss"}])
+    finally:
+        srv.close()
+    assert "standin_margin" in reply.text
+    assert srv.restarts == 1 and srv.crashes == ["crashed (SIGSEGV)"]
+    assert len((tmp_path / "requests").read_text().splitlines()) == 2  # the cut-off request was asked again
+    assert no_orphans(started_pids(tmp_path))
+
+
+def test_a_request_cut_off_by_close_is_no_crash(tmp_path):
+    srv = server(tmp_path, "never")
+    srv.close()
+    client = EmbeddedChatClient(srv, "standin.gguf", **OPTIONS)
+    with pytest.raises(ProposerError, match="was stopped"):
+        client.complete([{"role": "user", "content": "propose a loss"}])
+    assert srv.restarts == 0 and no_orphans(started_pids(tmp_path))
+
+
+def _run_args(run_dir: Path, *extra: str) -> list[str]:
+    return ["run", "--run-dir", str(run_dir), "--proposals", "1", "--seeds", "1", "--quiet", *extra]
+
+
+def test_a_crashing_embedded_server_stops_the_run_before_the_baselines(tmp_path):
+    model = tmp_path / "standin.gguf"
+    model.write_bytes(b"GGUF")
+    state = tmp_path / "state"
+    state.mkdir()
+    command = " ".join(launcher(state, "always"))
+    start = time.monotonic()
+    out = run_cli(*_run_args(tmp_path / "run", "--model", str(model), "--set", f"proposer.server_command={command}"),
+                  timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and len(lines) == 1, out.stderr
+    assert "the llama.cpp server crashed (SIGSEGV) while generating" in lines[0]
+    assert len(started_pids(state)) == 2 and no_orphans(started_pids(state))
+    assert _baselines_trained(tmp_path / "run") == 0
+    assert time.monotonic() - start < 240
+
+
+def test_a_wrong_remote_url_fails_in_seconds_before_the_baselines(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a loopback port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.monotonic()
+    out = run_cli(*_run_args(tmp_path / "run", "--proposer", "openai", "--set", f"proposer.base_url=http://127.0.0.1:"
+                             f"{port}/v1", "--set", "proposer.model=some-model"), timeout=120)
+    elapsed = time.monotonic() - start
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and len(lines) == 1, out.stderr
+    assert f"cannot reach the LLM endpoint http://127.0.0.1:{port}/v1" in lines[0]
+    assert _baselines_trained(tmp_path / "run") == 0
+    assert elapsed < 60, elapsed  # about 5 s here: the CLI's imports and one retry, not minutes of baselines
+
+
+def _baselines_trained(run_dir: Path) -> int:
+    from discovery.archive import Archive, db_path
+
+    if not db_path(run_dir).is_file():
+        return 0
+    with Archive.open(run_dir, readonly=True) as archive:
+        return sum(1 for s in archive.summaries(origin=Origin.LIBRARY) if s.fitness is not None)
