@@ -122,10 +122,10 @@ def test_rating_parse_with_fastchat_fallback(text, rating):
 
 def test_scores_retries_and_never_pays_twice(mini, tmp_path):
     script = [RATE_LIMITED, RATE_LIMITED, no_rating]
-    with ScriptedOpenAIServer(script, default=rate) as server:
-        judge = judge_for(server, tmp_path, concurrency=1, prices={"scripted-judge": [10.0, 30.0]})
-        score, judgments = judge_answers(mini, ANSWERS, judge)
-        requests = server.chat_requests
+    server = ScriptedOpenAIServer(script, default=rate).start()
+    judge = judge_for(server, tmp_path, concurrency=1, prices={"scripted-judge": [10.0, 30.0]})
+    score, judgments = judge_answers(mini, ANSWERS, judge)
+    requests = list(server.chat_requests)
     assert len(requests) == 2 + 4  # two 429s retried, then four judgments
     assert all(r["temperature"] == 0 and r["model"] == "scripted-judge" for r in requests)
     ratings = {(j.question_id, j.turn): j.rating for j in judgments}
@@ -138,15 +138,15 @@ def test_scores_retries_and_never_pays_twice(mini, tmp_path):
     assert score.prompt_tokens == 4 * 100 and score.completion_tokens > 0
     assert score.cost_usd == pytest.approx((score.prompt_tokens * 10 + score.completion_tokens * 30) / 1e6)
 
-    with ScriptedOpenAIServer(default=rate) as server:  # re-scoring the same answers: all from the cache
+    try:  # re-scoring the same answers with the same judge (a fresh cache object): all from the cache
         again, _ = judge_answers(mini, ANSWERS, judge_for(server, tmp_path))
-        assert server.chat_requests == []
-    assert again.cache_hits == 4 and again.cost_usd == 0 and again.overall == score.overall
-
-    changed = {**ANSWERS, 81: ("A different poem.", "Sun.")}
-    with ScriptedOpenAIServer(default=rate) as server:  # a changed answer is judged again (both turns)
+        assert len(server.chat_requests) == 6
+        assert again.cache_hits == 4 and again.cost_usd == 0 and again.overall == score.overall
+        changed = {**ANSWERS, 81: ("A different poem.", "Sun.")}  # a changed answer is judged again (both turns)
         judge_answers(mini, changed, judge_for(server, tmp_path))
-        assert len(server.chat_requests) == 2
+        assert len(server.chat_requests) == 6 + 2
+    finally:
+        server.stop()
 
 
 def test_a_timeout_is_retried(mini, tmp_path):
@@ -161,9 +161,10 @@ def test_unreachable_judge_keeps_judgments_made(mini, tmp_path):
     with ScriptedOpenAIServer([rate, rate], default=failing) as server:
         with pytest.raises(JudgeError, match=r"2 of 4 judgments are kept"):
             judge_answers(mini, ANSWERS, judge_for(server, tmp_path, concurrency=1, max_retries=1))
-    with ScriptedOpenAIServer(default=rate) as server:  # resume: only the two missing judgments are asked
+        asked = len(server.chat_requests)
+        server.default = rate  # the judge is back: only the two missing judgments are asked
         score, _ = judge_answers(mini, ANSWERS, judge_for(server, tmp_path))
-        assert len(server.chat_requests) == 2
+        assert len(server.chat_requests) == asked + 2
     assert score.rated == 4 and score.cache_hits == 2
 
     closed = JudgeConfig(model="m", base_url="http://127.0.0.1:9/v1", max_retries=0, timeout=2.0)
@@ -214,4 +215,87 @@ def test_mtbench_command_scores_a_saved_model(tmp_path):
                    "--set", "eval.judge.max_retries=0", "--questions", "2")
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("discovery: error: judge sj")
-    assert "2 of 4 judgments are kept" in proc.stderr and "Traceback" not in proc.stderr
+    # another endpoint is another judge: none of the first judge's ratings count for it
+    assert "0 of 4 judgments are kept" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- judge identity, generation errors, vLLM
+
+
+def test_judge_cache_is_keyed_by_the_judge_endpoint_too(mini, tmp_path):
+    """Two servers answering to the same model name are two judges: neither is served the other's ratings."""
+    with ScriptedOpenAIServer(default=rate) as first, ScriptedOpenAIServer(default=rate) as second:
+        judge_answers(mini, ANSWERS, judge_for(first, tmp_path))
+        _, judgments = judge_answers(mini, ANSWERS, judge_for(second, tmp_path))  # same cache file
+        again, _ = judge_answers(mini, ANSWERS, judge_for(second, tmp_path))
+        assert len(first.chat_requests) == 4 and len(second.chat_requests) == 4
+    assert again.cache_hits == 4
+    assert {j.judge_base_url for j in judgments} == {second.base_url.rstrip("/")}
+
+
+class _FailingGenerate:
+    """A real tiny model whose generate raises on the first call, as CUDA OOM does."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def generate(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.model.generate(*args, **kwargs)
+
+
+def test_a_generation_error_is_an_error_answer_not_a_crash(mini, tmp_path):
+    from fixtures_hf import build_model
+
+    from discovery.config import from_dict
+    from discovery.inner_loop.hf_data import load_policy
+    from discovery.mtbench import answers as answers_mod
+    from discovery.mtbench.score import score
+
+    model, tok = load_policy(str(build_model(tmp_path / "model")))
+    config = from_dict({"eval": {"mtbench_source": str(build_mtbench(tmp_path / "mt2")), "mtbench_max_new_tokens": 4,
+                                 "mtbench_backend": "hf",
+                                 "judge": {"model": "sj", "cache_dir": str(tmp_path / "j"), "max_retries": 1}}})
+    with ScriptedOpenAIServer(default=rate) as server:
+        config.eval.judge.base_url = server.base_url
+        result = score(config, _FailingGenerate(model), tok, tmp_path / "out")
+        judged = [next(m["content"] for m in r["messages"] if m["role"] == "user") for r in server.chat_requests]
+    saved = answers_mod.load_saved(tmp_path / "out" / "answers.jsonl", {})
+    assert saved[81][0] == answers_mod.ERROR_ANSWER and saved[81][1] != answers_mod.ERROR_ANSWER
+    assert result.errors == 1 and result.rated == 4  # judged like any answer, as FastChat does
+    assert sum(answers_mod.ERROR_ANSWER in text for text in judged) >= 2  # turn 1, and turn 2's history
+
+
+def test_mtbench_command_with_vllm_leaves_the_gpu_to_vllm(tmp_path, monkeypatch):
+    """With the vLLM backend the command loads no HF model (vLLM loads its own) and passes the memory share."""
+    import argparse
+
+    from fixtures_hf import build_model
+
+    from discovery.commands import mtbench as command
+    from discovery.mtbench import answers as answers_mod
+
+    model = build_model(tmp_path / "model")
+    seen = {}
+
+    def fake_vllm(path, questions, max_new_tokens, seed, gpu_memory_utilization, revision):  # vLLM: no GPU here
+        seen.update(path=path, gpu=gpu_memory_utilization)
+        return {q.question_id: ("an answer", "another") for q in questions}
+
+    monkeypatch.setattr(answers_mod, "vllm_available", lambda: True)
+    monkeypatch.setattr(answers_mod, "generate_vllm", fake_vllm)
+    monkeypatch.setattr(command, "_load", lambda *a: pytest.fail("the HF model was loaded before vLLM"))
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    with ScriptedOpenAIServer(default=rate) as server:
+        args = parser.parse_args(["mtbench", str(model), "--judge-base-url", server.base_url, "--json",
+                                  "--set", f"eval.mtbench_source={build_mtbench(tmp_path / 'mt')}",
+                                  "--set", "eval.mtbench_backend=vllm", "--set", "eval.vllm_gpu_memory_utilization=0.4",
+                                  "--set", f"eval.judge.cache_dir={tmp_path / 'j'}"])
+        assert args.func(args) == 0
+    assert seen == {"path": str(model), "gpu": 0.4}

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from discovery.inner_loop.hf_data import load_policy
+    from discovery.mtbench import answers
     from discovery.mtbench import score as mtbench
 
     config = config_from_args(args, {"judge_model": "eval.judge.model", "judge_base_url": "eval.judge.base_url",
@@ -33,9 +33,9 @@ def run(args) -> int:
     console = Console(stderr=True)
     out = Path(args.out) if args.out else Path(args.model_path) / "mtbench"
     mtbench.load_data(config)  # a missing or unreachable question source fails before the model loads
-    model, tokenizer = load_policy(args.model_path, config.task.revision, config.train.bf16)
-    if _cuda():
-        model = model.to("cuda")
+    model = tokenizer = None
+    if answers.backend(config.eval.mtbench_backend, args.model_path) == "hf":  # vLLM loads the model itself
+        model, tokenizer = _load(args.model_path, config)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
                   transient=True) as bar:
         tasks: dict[str, int] = {}
@@ -62,7 +62,11 @@ def run(args) -> int:
     return 0
 
 
-def _cuda() -> bool:
-    import torch
+def _load(model_path: str, config):
+    """The model for HF generate, on the GPU when there is one, in bf16 when train.bf16 is on."""
+    from discovery.inner_loop import recipe
+    from discovery.inner_loop.hf_data import load_policy
 
-    return torch.cuda.is_available()
+    model, tokenizer = load_policy(model_path, config.task.revision,
+                                   recipe.weights_dtype(config.train, for_training=False))
+    return model.to(recipe.device()), tokenizer

@@ -1,7 +1,9 @@
 """Answers to MT-Bench questions from a policy: its chat template, both turns, FastChat's temperatures.
 
 HF `generate` by default; vLLM when it is installed (or asked for). Answers are saved next to the
-scores so a re-run judges the same text (and hits the judgment cache).
+scores so a re-run judges the same text (and hits the judgment cache). A turn whose generation fails
+(a RuntimeError such as CUDA out of memory) is answered "ERROR" and judged like any answer, as FastChat's
+gen_model_answer.py does; the evaluation goes on and `errors` counts such turns.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 from discovery.mtbench.data import Question
 
 Answers = dict[int, tuple[str, ...]]  # question_id -> answer per turn
+ERROR_ANSWER = "ERROR"  # FastChat gen_model_answer.py: the answer of a turn whose generation raised
+BACKENDS = ("auto", "hf", "vllm")
 
 
 def _messages(question: Question, answers: Sequence[str], turn: int) -> list[dict[str, str]]:
@@ -24,7 +28,35 @@ def _messages(question: Question, answers: Sequence[str], turn: int) -> list[dic
     return messages
 
 
+def backend(choice: str, model_path: str | None) -> str:
+    """'vllm' or 'hf' for eval.mtbench_backend (auto: vLLM when installed and the model is a saved folder/name)."""
+    from discovery.errors import DiscoveryError
+
+    if choice not in BACKENDS:
+        raise DiscoveryError(f"eval.mtbench_backend must be auto, hf or vllm, got '{choice}'")
+    if choice == "vllm" and not vllm_available():
+        raise DiscoveryError("eval.mtbench_backend=vllm but vllm is not installed")
+    return "vllm" if choice == "vllm" or (choice == "auto" and model_path and vllm_available()) else "hf"
+
+
+def errors(answers: Answers) -> int:
+    """Turns answered ERROR_ANSWER (generation failed)."""
+    return sum(turn == ERROR_ANSWER for turns in answers.values() for turn in turns)
+
+
 def _hf_reply(model, tokenizer, messages, temperature: float, max_new_tokens: int) -> str:
+    """One turn; a RuntimeError while generating gives FastChat's "ERROR" answer instead of ending the run."""
+    try:
+        return _generate(model, tokenizer, messages, temperature, max_new_tokens)
+    except RuntimeError as exc:  # torch.OutOfMemoryError included
+        import logging
+
+        logging.getLogger(__name__).warning("MT-Bench generation failed, answered %s: %s", ERROR_ANSWER,
+                                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return ERROR_ANSWER
+
+
+def _generate(model, tokenizer, messages, temperature: float, max_new_tokens: int) -> str:
     import torch
 
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
@@ -64,11 +96,12 @@ def generate_hf(model, tokenizer, questions: Sequence[Question], max_new_tokens:
 
 
 def generate_vllm(model_path: str, questions: Sequence[Question], max_new_tokens: int = 1024,
-                  seed: int = 0) -> Answers:
-    """Both turns with vLLM's chat API, batched per turn; each question keeps its own temperature."""
+                  seed: int = 0, gpu_memory_utilization: float = 0.9, revision: str | None = None) -> Answers:
+    """Both turns with vLLM's chat API, batched per turn; each question keeps its own temperature.
+    `gpu_memory_utilization` (eval.vllm_gpu_memory_utilization) is the share of the GPU vLLM takes."""
     from vllm import LLM, SamplingParams
 
-    llm = LLM(model=model_path, seed=seed)
+    llm = LLM(model=model_path, seed=seed, gpu_memory_utilization=gpu_memory_utilization, revision=revision)
     replies: dict[int, list[str]] = {q.question_id: [] for q in questions}
     for turn in (1, 2):
         batch = [q for q in questions if len(q.turns) >= turn]

@@ -1,4 +1,5 @@
-"""Judgments on disk, keyed by (question, turn, answer hash, judge model, prompt): re-scoring never pays twice."""
+"""Judgments on disk, keyed by (question, turn, answer hash, judge identity: model, endpoint and prompt): re-scoring
+never pays twice, and a different judge behind the same model name never answers from another's cache."""
 
 from __future__ import annotations
 
@@ -25,16 +26,22 @@ class Judgment:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    judge_base_url: str = ""
 
 
 def answer_hash(answers: tuple[str, ...]) -> str:
     return hashlib.sha256(json.dumps(list(answers)).encode()).hexdigest()[:16]
 
 
+def judge_endpoint(base_url: str | None) -> str:
+    """The judge's endpoint as it enters the cache key (None: the OpenAI API the client defaults to)."""
+    return (base_url or "https://api.openai.com/v1").rstrip("/")
+
+
 def judgment_key(question_id: int, turn: int, answers: tuple[str, ...], judge_model: str,
-                 prompt_name: str, system_prompt: str, user_prompt: str) -> str:
+                 prompt_name: str, system_prompt: str, user_prompt: str, base_url: str | None = None) -> str:
     prompt = hashlib.sha256((system_prompt + "\x00" + user_prompt).encode()).hexdigest()[:16]
-    parts = [question_id, turn, answer_hash(answers), judge_model, prompt_name, prompt]
+    parts = [question_id, turn, answer_hash(answers), judge_model, prompt_name, prompt, judge_endpoint(base_url)]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
 

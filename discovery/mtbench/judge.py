@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from discovery.config import JudgeConfig
 from discovery.errors import DiscoveryError
-from discovery.mtbench.cache import Judgment, JudgmentCache, judgment_key
+from discovery.mtbench.cache import Judgment, JudgmentCache, judge_endpoint, judgment_key
 from discovery.mtbench.protocol import JudgeRequest, parse_rating
 
 JUDGE_MAX_TOKENS = 2048  # FastChat run_judge_single
@@ -56,7 +56,7 @@ class Judge:
 
     def key(self, request: JudgeRequest, answers: tuple[str, ...]) -> str:
         return judgment_key(request.question_id, request.turn, answers, self.config.model,
-                            request.prompt_name, request.system_prompt, request.user_prompt)
+                            request.prompt_name, request.system_prompt, request.user_prompt, self.config.base_url)
 
     def _ask(self, request: JudgeRequest, key: str) -> Judgment:
         start = time.perf_counter()
@@ -76,7 +76,7 @@ class Judge:
             judge_model=self.config.model, prompt_name=request.prompt_name, judgment=text,
             rating=parse_rating(text), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             cost_usd=_cost(self.config, prompt_tokens, completion_tokens),
-            latency_s=time.perf_counter() - start,
+            latency_s=time.perf_counter() - start, judge_base_url=judge_endpoint(self.config.base_url),
         )
 
     def judge_all(
