@@ -85,10 +85,11 @@ def load_data(config: RunConfig) -> data_mod.MTBenchData:
 
 def answer(config: RunConfig, model, tokenizer, model_path: str | None, out_dir: Path,
            data: data_mod.MTBenchData, seed: int = 0,
-           progress: Callable[[int, int], None] | None = None) -> answers_mod.Answers:
-    """Saved answers when they match these settings, else fresh ones (HF generate or vLLM)."""
+           progress: Callable[[int, int], None] | None = None, model_key: str = "") -> answers_mod.Answers:
+    """Saved answers when they match these settings and `model_key` (what identifies the trained weights, e.g.
+    their hash), else fresh ones (HF generate or vLLM)."""
     use_vllm = answers_mod.backend(config.eval.mtbench_backend, model_path) == "vllm"
-    meta = {"model": str(model_path or ""), "seed": seed, "max_new_tokens": config.eval.mtbench_max_new_tokens,
+    meta = {"model": str(model_path or ""), "model_key": model_key, "seed": seed, "max_new_tokens": config.eval.mtbench_max_new_tokens,
             "backend": "vllm" if use_vllm else "hf"}
     path = out_dir / "answers.jsonl"
     saved = answers_mod.load_saved(path, meta)
@@ -106,13 +107,14 @@ def answer(config: RunConfig, model, tokenizer, model_path: str | None, out_dir:
 
 
 def score(config: RunConfig, model, tokenizer, out_dir: Path, model_path: str | None = None, seed: int = 0,
-          progress: Callable[[str, int, int], None] | None = None, judge: Judge | None = None) -> MTBenchScore:
+          progress: Callable[[str, int, int], None] | None = None, judge: Judge | None = None,
+          model_key: str = "") -> MTBenchScore:
     """Answer the configured questions with `model`, judge them, write answers/judgments/score to out_dir."""
     import json
 
     data = load_data(config)
     answers = answer(config, model, tokenizer, model_path, out_dir, data, seed,
-                     (lambda d, t: progress("answering", d, t)) if progress else None)
+                     (lambda d, t: progress("answering", d, t)) if progress else None, model_key)
     judge = judge or Judge(config.eval.judge, judgment_cache(config))
     result, judgments = judge_answers(data, answers, judge,
                                       (lambda d, t: progress("judging", d, t)) if progress else None)
