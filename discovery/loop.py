@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
 
-from discovery import library
+from discovery import library, ranking
 from discovery.archive import Archive, CandidateSummary, Usage
 from discovery.archive.baseline_cache import BaselineCache
 from discovery.candidate import Candidate, EvalResult, Origin, Status
@@ -28,7 +28,7 @@ from discovery.executors.plan import FULL, REEVAL, SCREEN, Job, baseline_jobs, f
 from discovery.inner_loop.task import TaskInfo
 from discovery.proposer.base import Proposal, Proposer
 from discovery.proposer.novelty import KnownLoss, duplicate_of
-from discovery.selection import SelectionStrategy, rank_key
+from discovery.selection import SelectionStrategy
 
 log = logging.getLogger("discovery.loop")
 ACTIVE = (Status.QUEUED, Status.TRAINING)
@@ -281,16 +281,12 @@ class DiscoveryLoop:
         return rank < max(1, math.ceil(self.config.eval.promote_fraction * len(means)))
 
     def _may_be_best(self, cid: int) -> bool:
-        best = self.best()
-        mine = self.archive.summary(cid)
-        return best is None or (mine.fitness is not None and mine.fitness.mean > best.fitness.mean)
+        return ranking.worth_confirming(self.archive.summary(cid), self.best())
 
     def best(self) -> CandidateSummary | None:
-        """The best candidate that may be called best: baselines and re-evaluated proposals, by LCB."""
-        needs = REEVAL if self.config.eval.reeval_seeds > 0 else FULL
-        eligible = [s for s in self.archive.summaries(status=Status.EVALUATED)
-                    if s.fidelity == FULL and (s.candidate.is_baseline or s.stage == needs)]
-        return max(eligible, key=rank_key, default=None)
+        """The best of those that may be called best (`discovery.ranking`): baselines and confirmed proposals."""
+        found = ranking.best(self.archive.summaries(status=Status.EVALUATED), self.config.eval.reeval_seeds > 0)
+        return found[0] if found else None
 
     # ---------------------------------------------------------------- budget, helpers, progress
 

@@ -1,28 +1,21 @@
 """Selection strategies: which archived candidates the proposer sees as context and parents.
 
 A strategy reads the archive's typed read API (never SQL) and returns a `ProposalContext`.
-The default, `TopKRecent`, shows the top-k by the lower 95% confidence bound of fitness, the most
-recent evaluated proposals, the latest failures with their reasons, and the baselines; the parents
-are the best few.
+The default, `TopKRecent`, shows the top-k in the order of `discovery.ranking` (confirmed first, then by
+the lower 95% confidence bound of fitness), the most recent evaluated proposals, the latest failures with
+their reasons, and the baselines; the parents are the best few.
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 
-from discovery.archive import Archive, CandidateSummary
+from discovery import ranking
+from discovery.archive import Archive
 from discovery.candidate import Candidate, Status
 from discovery.config import RunConfig
 from discovery.inner_loop.task import TaskInfo
 from discovery.proposer.base import ProposalContext
-
-
-def rank_key(s: CandidateSummary) -> tuple[int, float, float]:
-    """Higher is better: full fidelity before screen-only, then lower confidence bound, then mean."""
-    level = {"full": 2, "screen": 1}.get(s.fidelity or "", 0)
-    mean = s.fitness.mean if s.fitness and math.isfinite(s.fitness.mean) else -math.inf
-    return (level, s.lcb, mean)
 
 
 class SelectionStrategy(ABC):
@@ -33,7 +26,7 @@ class SelectionStrategy(ABC):
 
 
 class TopKRecent(SelectionStrategy):
-    """Top-k by lower confidence bound + the most recent + the latest failures + baselines."""
+    """Top-k in ranking order + the most recent + the latest failures + baselines."""
 
     name = "topk_recent"
 
@@ -42,15 +35,15 @@ class TopKRecent(SelectionStrategy):
 
     def select(self, archive: Archive, task: TaskInfo, generation: int) -> ProposalContext:
         everything = archive.summaries()
-        scored = [s for s in everything if s.fitness is not None]
-        baselines = sorted((s for s in scored if s.candidate.is_baseline), key=rank_key, reverse=True)
-        found = sorted((s for s in scored if not s.candidate.is_baseline), key=rank_key, reverse=True)
+        ranked = ranking.leaderboard(everything, archive.needs_reeval())
+        baselines = [s for s in ranked if s.candidate.is_baseline]
+        found = [s for s in ranked if not s.candidate.is_baseline]
         top = [s.candidate for s in found[: self.top_k]]
         top_ids = {c.id for c in top}
         proposals = [s.candidate for s in reversed(everything) if not s.candidate.is_baseline]
         recent = [c for c in proposals if c.status == Status.EVALUATED and c.id not in top_ids][: self.recent]
         failures = [c for c in proposals if c.status in (Status.INVALID, Status.FAILED)][: self.failures]
-        parents: list[Candidate] = top[: self.parents]
+        parents: list[Candidate] = [s.candidate for s in ranking.parents(found, self.parents)]
         return ProposalContext(task=task, top=top, recent=recent, failures=failures,
                                baselines=[s.candidate for s in baselines], generation=generation, parents=parents)
 

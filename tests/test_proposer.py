@@ -11,7 +11,7 @@ from discovery import library
 from discovery.candidate import Candidate, Fitness, Origin, Status
 from discovery.config import RunConfig
 from discovery.inner_loop.task import TaskInfo
-from discovery.proposer import ProposalContext, ProposerError, make_proposer, rank_context
+from discovery.proposer import ProposalContext, ProposerError, make_proposer
 from discovery.proposer.client import estimate_tokens
 from discovery.proposer.extract import extract
 from discovery.proposer.llm import LLMProposer
@@ -78,22 +78,23 @@ def archive(n: int = 30) -> list[Candidate]:
     return items
 
 
-def test_rank_context_picks_top_recent_failures_and_baselines():
+def context_of(items: list[Candidate]) -> ProposalContext:
+    """A context as `selection.TopKRecent` builds it (tested in test_ranking.py): here only the prompt matters."""
     config = RunConfig().proposer
-    context = rank_context(archive(), TASK, config, generation=4)
-    assert len(context.top) == config.top_k
-    assert [c.fitness.mean for c in context.top] == sorted((c.fitness.mean for c in context.top), reverse=True)
-    assert context.top[0].fitness.mean == pytest.approx(0.56)
-    assert len(context.recent) == config.recent and all(c not in context.top for c in context.recent)
-    assert [c.name for c in context.failures] == ["broken_4", "broken_3", "broken_2"]
-    assert len(context.baselines) == len(library.LOSSES) and all(c.is_baseline for c in context.baselines)
+    found = sorted((c for c in items if c.fitness and not c.is_baseline), key=lambda c: c.fitness.mean, reverse=True)
+    top = found[: config.top_k]
+    recent = [c for c in reversed(items) if c.status == Status.EVALUATED and not c.is_baseline
+              and c not in top][: config.recent]
+    failures = [c for c in reversed(items) if c.status == Status.INVALID][: config.failures]
+    return ProposalContext(task=TASK, top=top, recent=recent, failures=failures,
+                           baselines=[c for c in items if c.is_baseline])
 
 
 def prompt_for(window: int, max_tokens: int = 512) -> tuple[str, str]:
     config = RunConfig()
     config.proposer.context_window, config.proposer.max_tokens = window, max_tokens
     proposer = LLMProposer(None, local_validate, config.proposer, None, None)
-    context = rank_context(archive(), TASK, config.proposer)
+    context = context_of(archive())
     system = proposer.system_prompt(TASK)
     return system, proposer.propose_prompt(context, system)
 
@@ -113,7 +114,7 @@ def test_prompt_is_trimmed_to_leave_room_for_the_answer(window):
     full = prompt_for(32_000)[1]
     assert estimate_tokens(system) + estimate_tokens(prompt) + 512 <= window
     assert len(prompt) < len(full)
-    best = rank_context(archive(), TASK, RunConfig().proposer).top[0].name
+    best = context_of(archive()).top[0].name
     assert best in prompt  # the best loss found so far always survives the trimming
 
 

@@ -7,6 +7,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
+from discovery import ranking
 from discovery.archive import rows
 from discovery.archive.records import (
     CandidateDetail,
@@ -64,13 +65,18 @@ class ArchiveQueries:
         found = self._query("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
         return _summary(found[0], self.evaluations(candidate_id))
 
-    def best(self, k: int = 1, include_baselines: bool = True, fidelity: str = "full") -> list[CandidateSummary]:
-        """The top `k` evaluated candidates ranked by the lower 95% confidence bound, then the mean."""
-        ranked = [s for s in self.summaries(status=Status.EVALUATED)
-                  if s.fidelity == fidelity and s.fitness is not None
-                  and (include_baselines or not s.candidate.is_baseline)]
-        ranked.sort(key=lambda s: (s.lcb, s.fitness.mean), reverse=True)
-        return ranked[:k]
+    def best(self, k: int = 1, include_baselines: bool = True) -> list[CandidateSummary]:
+        """The top `k` of those that may be called best (`discovery.ranking`), best first."""
+        return ranking.best(self.summaries(status=Status.EVALUATED), self.needs_reeval(), include_baselines)[:k]
+
+    def leaderboard(self, k: int | None = None) -> list[CandidateSummary]:
+        """The scored candidates in table order (`ranking.order`): the first is `best()[0]` when there is one."""
+        return ranking.leaderboard(self.summaries(), self.needs_reeval())[:k]
+
+    def needs_reeval(self) -> bool:
+        """Whether this run confirms proposals on fresh seeds before one may be called best."""
+        info = self.run_info()
+        return ranking.reeval_required(info.config if info else None)
 
     def baseline(self, name: str) -> CandidateSummary | None:
         """The library baseline `name` (e.g. 'dpo') as evaluated in this run, if it was."""

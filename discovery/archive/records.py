@@ -64,7 +64,7 @@ class Event:
 
 @dataclass(frozen=True)
 class CandidateSummary:
-    """A candidate with its fitness at the highest fidelity it reached, ranked by `lcb`."""
+    """A candidate with its fitness at the highest fidelity it reached (ranked by `discovery.ranking`)."""
 
     candidate: Candidate
     stage: str  # "" | "screen" | "full" | "reeval" | "done"
@@ -83,6 +83,18 @@ class CandidateSummary:
     def id(self) -> int:
         assert self.candidate.id is not None
         return self.candidate.id
+
+    @property
+    def mean(self) -> float | None:
+        return self.fitness.mean if self.fitness is not None else None
+
+    @property
+    def status(self) -> str:
+        return str(self.candidate.status)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.candidate.is_baseline
 
 
 @dataclass(frozen=True)

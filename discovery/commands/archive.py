@@ -62,12 +62,13 @@ def list_command(args) -> int:
     with open_archive(args.run_dir) as archive:
         rows = [r for r in candidate_rows(archive) if args.status is None or r.status == args.status]
         usage = archive.usage()
-    rows = sort_rows(rows, args.sort)[: args.limit]
+        needs_reeval = archive.needs_reeval()
+    rows = sort_rows(rows, args.sort, needs_reeval)[: args.limit]
     if args.json:
         print(dumps([r.to_dict() for r in rows]))
         return 0
     title = (f"{args.run_dir}: {len(rows)} candidates, sorted by "
-             f"{'lower confidence bound' if args.sort == 'fitness' else 'proposal order'}; "
+             f"{'rank (confirmed first, then lower confidence bound)' if args.sort == 'fitness' else 'proposal order'}; "
              f"LLM {usage.calls} calls, {usage.tokens} tokens, ${usage.cost_usd:.4f}")
     _console().print(list_table(rows, title))
     return 0

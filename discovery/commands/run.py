@@ -203,4 +203,4 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, quiet: bool, consol
     loop = DiscoveryLoop(config, archive, task.info(), proposer, executor, make_selection(config), cache, progress,
                          validator=validator)
     result = loop.run()
-    return result, archive.best(k=10)
+    return result, archive.leaderboard(k=10)  # table order: its first row is result.best (discovery.ranking)

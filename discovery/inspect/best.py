@@ -1,14 +1,12 @@
-"""Which candidate may be called the winner: best lower confidence bound after re-evaluation."""
+"""Which candidate may be called the winner, with the sentence saying why (the rule is `discovery.ranking`)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from discovery import ranking
 from discovery.archive import Archive, CandidateSummary
 from discovery.candidate import Status
-
-FULL, REEVAL = "full", "reeval"
 
 
 @dataclass(frozen=True)
@@ -22,32 +20,13 @@ class Winner:
         return self.summary.id
 
 
-def rank_key(s: CandidateSummary) -> tuple[float, float]:
-    mean = s.fitness.mean if s.fitness and math.isfinite(s.fitness.mean) else -math.inf
-    return (s.lcb, mean)
-
-
-def reeval_required(config: dict) -> bool:
-    try:
-        return int(config.get("eval", {}).get("reeval_seeds", 5)) > 0
-    except (TypeError, ValueError, AttributeError):
-        return True
-
-
 def eligible(archive: Archive, include_baselines: bool = False) -> list[CandidateSummary]:
-    """Evaluated at full fidelity and, when the run re-evaluates, through re-evaluation; best first."""
-    info = archive.run_info()
-    needs_reeval = reeval_required(info.config if info else {})
-    found = [s for s in archive.summaries(status=Status.EVALUATED)
-             if s.fidelity == FULL and s.fitness is not None
-             and (s.candidate.is_baseline and include_baselines
-                  or not s.candidate.is_baseline and (s.stage == REEVAL if needs_reeval else s.stage in (FULL, REEVAL)))]
-    return sorted(found, key=rank_key, reverse=True)
+    """Those that may be called best (`ranking.may_be_called_best`), best first."""
+    return ranking.best(archive.summaries(status=Status.EVALUATED), archive.needs_reeval(), include_baselines)
 
 
 def winner(archive: Archive, include_baselines: bool = False) -> Winner | None:
-    info = archive.run_info()
-    needs_reeval = reeval_required(info.config if info else {})
+    needs_reeval = archive.needs_reeval()
     ranked = eligible(archive, include_baselines)
     if not ranked:
         return None

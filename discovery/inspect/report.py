@@ -12,7 +12,7 @@ import jinja2
 from discovery import __version__
 from discovery.archive import Archive
 from discovery.inspect import figures
-from discovery.inspect.best import eligible, winner
+from discovery.inspect.best import winner
 from discovery.inspect.curves import CurveSet, sandbox_curves, with_dpo
 from discovery.inspect.views import (
     CandidateRow,
@@ -67,7 +67,7 @@ def report_context(archive: Archive, run_dir: str, curves: int, runner=None) -> 
             if calls else None,
         },
         "curve_problems": curve_set.problems, "curve_labels": list(curve_set.curves),
-        "table": [_table_row(r) for r in sort_rows(rows, "fitness")],
+        "table": [_table_row(r) for r in sort_rows(rows, "fitness", archive.needs_reeval())],
         "config_text": _config_text(config),
     }
 
@@ -77,14 +77,11 @@ def _label(r: CandidateRow) -> str:
 
 
 def _curve_candidates(archive: Archive, rows: list[CandidateRow], k: int) -> list[CandidateRow]:
-    """The k best proposals: the re-evaluated ones first, then the other scored valid ones."""
+    """The k best evaluated proposals in table order (those that may be called best first)."""
     if k <= 0:
         return []
-    by_id = {r.id: r for r in rows}
-    first = [by_id[s.id] for s in eligible(archive)]
-    rest = [r for r in sort_rows(rows, "fitness") if not r.baseline and r.fitness is not None
-            and r.status == "evaluated" and r not in first]
-    return (first + rest)[:k]
+    return [r for r in sort_rows(rows, "fitness", archive.needs_reeval())
+            if not r.baseline and r.fitness is not None and r.status == "evaluated"][:k]
 
 
 def _frontier(archive: Archive, rows: list[CandidateRow], top: list[CandidateRow],

@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from discovery import ranking
 from discovery.archive import Archive, CandidateSummary, Evaluation, LLMCallRecord
 from discovery.stats import fitness_of
 
@@ -52,6 +53,14 @@ class CandidateRow:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _finite_or_none(v) for k, v in asdict(self).items()}
+
+    @property
+    def mean(self) -> float | None:  # what `discovery.ranking` reads
+        return self.fitness
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.baseline
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -106,18 +115,12 @@ def candidate_rows(archive: Archive) -> list[CandidateRow]:
     return [row_of(s, calls.get(s.id, [])) for s in archive.summaries()]
 
 
-def sort_rows(rows: list[CandidateRow], key: str) -> list[CandidateRow]:
-    """`fitness`: best lower confidence bound first (then mean; unscored last); `time`: proposal order."""
+def sort_rows(rows: list[CandidateRow], key: str, needs_reeval: bool = True) -> list[CandidateRow]:
+    """`fitness`: `ranking.order` (those that may be called best first, then by fidelity and lower
+    confidence bound; unscored last); `time`: proposal order."""
     if key == "time":
         return sorted(rows, key=lambda r: r.id)
-
-    def rank(r: CandidateRow):
-        level = {"full": 2, "screen": 1}.get(r.fidelity or "", 0)
-        lcb = r.lcb if r.lcb is not None and math.isfinite(r.lcb) else -math.inf
-        mean = r.fitness if r.fitness is not None and math.isfinite(r.fitness) else -math.inf
-        return (level, lcb, mean)
-
-    return sorted(rows, key=rank, reverse=True)
+    return ranking.order(rows, needs_reeval)
 
 
 @dataclass

@@ -14,8 +14,7 @@ from discovery.proposer.base import (
     ProposerError,
     Validator,
 )
-from discovery.proposer.context import rank_context
 from discovery.proposer.factory import BACKENDS, make_proposer
 
 __all__ = ["BACKENDS", "Attempt", "LLMCall", "Proposal", "ProposalContext", "Proposer", "ProposerError",
-           "Validator", "make_proposer", "rank_context"]
+           "Validator", "make_proposer"]

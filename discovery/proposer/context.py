@@ -1,37 +1,15 @@
-"""Archive context for the prompt: ranked, bounded, and trimmed to fit the model's context window."""
+"""Archive context for the prompt (ranked by `discovery.selection`), trimmed to fit the model's context window."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from discovery.candidate import Candidate, Status
-from discovery.config import ProposerConfig
-from discovery.inner_loop.task import TaskInfo
 from discovery.proposer.base import ProposalContext
 
 FULL, BRIEF, DROPPED = 2, 1, 0
 _KEY_METRICS = ("kl", "acc", "margin", "reward", "loss")
-
-
-def rank_context(candidates: Iterable[Candidate], task: TaskInfo, config: ProposerConfig, generation: int = 0,
-                 parents: Iterable[Candidate] = ()) -> ProposalContext:
-    """Pick top-k by fitness, the most recent few, a few failures and the baselines from archive records."""
-    items = list(candidates)
-    scored = [c for c in items if c.fitness is not None and math.isfinite(c.fitness.mean)]
-    baselines = sorted((c for c in scored if c.is_baseline), key=_fitness, reverse=True)
-    found = sorted((c for c in scored if not c.is_baseline), key=_fitness, reverse=True)
-    by_age = sorted((c for c in items if not c.is_baseline), key=lambda c: (c.id or 0))
-    top = found[: config.top_k]
-    recent = [c for c in reversed(by_age) if c.status == Status.EVALUATED and c not in top][: config.recent]
-    failures = [c for c in reversed(by_age) if c.status in (Status.INVALID, Status.FAILED)][: config.failures]
-    return ProposalContext(task=task, top=top, recent=recent, failures=failures, baselines=baselines,
-                           generation=generation, parents=list(parents))
-
-
-def _fitness(c: Candidate) -> float:
-    return c.fitness.mean if c.fitness else float("-inf")
 
 
 @dataclass
