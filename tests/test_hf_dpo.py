@@ -156,7 +156,9 @@ def test_shipped_recipes_load():
     t = paper.train
     assert paper.task.model == "HuggingFaceH4/zephyr-7b-gemma-sft-v0.1" and paper.task.dataset == "argilla/dpo-mix-7k"
     assert (t.beta, t.learning_rate, t.num_train_epochs, t.max_length) == (0.05, 5e-7, 2, 1024)
-    assert t.per_device_train_batch_size * t.gradient_accumulation_steps * 8 == 128
+    ranks = paper.executor.processes_per_candidate
+    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, ranks) == (2, 8, 8)  # global batch 128
+    assert (t.max_prompt_length, t.truncation_mode, t.gradient_checkpointing) == (512, "keep_end", True)
     assert (t.lr_scheduler_type, t.warmup_ratio, t.bf16, t.peft) == ("cosine", 0.1, True, False)
     lora = load_config(root / "hf_dpo_lora_1gpu.yaml")
     assert lora.train.peft and lora.task.name in TASKS
