@@ -73,12 +73,14 @@ class HFDPOTask(Task):
 
     def cache_key(self) -> str:
         t = self.config.task
+        from discovery.inner_loop.recipe import weights_dtype
         from discovery.inner_loop.sft import sft_key
 
         sft = sft_key(self.config) if t.sft_dataset else None
         train = self.config.train
         parts = [self.name, t.model, t.revision, sft, t.dataset, t.dataset_split, t.eval_split, t.max_samples,
-                 train.max_length, train.max_prompt_length, train.truncation_mode, train.bf16, "truncate-v2"]
+                 train.max_length, train.max_prompt_length, train.truncation_mode, str(weights_dtype(train)), train.bf16,
+                 "truncate-v2"]  # (the reference is computed in the policy's dtype: LoRA's bf16 base differs)
         return "hf_dpo-" + hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
     def data_dir(self) -> Path:
