@@ -71,7 +71,10 @@ class SandboxConfig:
     cpu_seconds: int = 60
     max_file_mb: int = 16
     max_open_files: int = 64
-    train_timeout: float = 600.0  # wall-clock seconds for one training run
+    train_timeout: float | None = None  # wall-clock seconds for one training run; None = the task's (synthetic 600)
+    train_memory_mb: int | None = None  # training address space; None = the task's (hf_dpo: no cap), 0 = no cap
+    train_file_mb: int | None = None  # largest file a training run may write; None = the task's (hf_dpo: 1 TB)
+    train_open_files: int | None = None  # None = the task's (hf_dpo: 4096)
     max_call_seconds: float = 0.25  # one forward+backward of the candidate at B=64
 
 
@@ -138,6 +141,10 @@ class ExecutorConfig:
     threads_per_worker: int | None = None
     address: str | None = None  # ray: cluster address; None = local Ray
     gpus_per_worker: float = 0.0
+    processes_per_candidate: int = 1  # training ranks per candidate (DDP over loopback; one GPU each on GPUs)
+    accelerate_config: str | None = None  # your accelerate config file (FSDP/DeepSpeed) for the training ranks
+    checkpoint_dir: str | None = None  # where trained checkpoints wait for scoring; None = <run_dir>/checkpoints
+    keep_checkpoints: int = 0  # keep the checkpoints of the N best-scoring evaluations; the rest are deleted
 
 
 @dataclass

@@ -258,6 +258,8 @@ class DiscoveryLoop:
         if failed:
             reason = f"{failed[0].fidelity} seed {failed[0].seed}: {failed[0].reason or 'no fitness'}"
             self.archive.transition(cid, Status.FAILED, reason, stage=stage)
+            if cid in self.baseline_ids:
+                self._check_baselines()
             return
         if stage == SCREEN and not self._promoted(cid):
             self.archive.transition(cid, Status.EVALUATED, "screened; not in the top fraction", stage=stage)
@@ -267,6 +269,19 @@ class DiscoveryLoop:
             self._enter_stage(cid, REEVAL)
         else:
             self.archive.transition(cid, Status.EVALUATED, stage=stage)
+
+    def _check_baselines(self) -> None:
+        """Every baseline failed: the harness is broken (judge, data, limits), not the losses; stop with an error."""
+        baselines = [self.archive.candidate(b) for b in sorted(self.baseline_ids)]
+        if not baselines or any(b.status != Status.FAILED for b in baselines):
+            return
+        first = baselines[0]
+        reason = " ".join((first.reason or "no fitness").split())[:300]
+        self.error = f"every baseline failed ({len(baselines)}); first: {first.name}: {reason}"
+        self.stop_reason = self.stop_reason or self.error
+        self.pending.clear()
+        self.archive.log_event("error", self.error)
+        self._log(self.error)
 
     def _promoted(self, cid: int) -> bool:
         """In the top `eval.promote_fraction` of everything screened so far (baselines included)."""
