@@ -2,9 +2,10 @@
 
 prepare(): optional SFT stage, then TRL's tokenization of the pairs and the reference log-probs, computed
 once per (model, revision, dataset fingerprint, max_length) and stored on disk for every candidate.
-evaluate(): trains one candidate loss with CandidateDPOTrainer, then scores it: the held-out
-implicit-reward accuracy (cheap, no generation) at screen fidelity or with `task.options.scorer: heldout`,
-else MT-Bench with the configured judge (expensive). Multi-GPU: run under `accelerate launch`.
+train_checkpoint() (isolated worker, candidate code): trains one candidate loss with CandidateDPOTrainer and
+saves the weights or the LoRA adapter. score_checkpoint() (trusted process: the judge's key and network): the
+held-out implicit-reward accuracy (cheap, no generation) at screen fidelity or with `task.options.scorer:
+heldout`, else MT-Bench with the configured judge (expensive). Multi-GPU: `executor.processes_per_candidate`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,17 @@ from discovery.candidate import EvalResult
 from discovery.config import RunConfig
 from discovery.errors import DiscoveryError
 from discovery.inner_loop import heldout
-from discovery.inner_loop.task import Fidelity, ProgressFn, Task, TaskInfo, cache_lock
+from discovery.inner_loop.task import (
+    CHECKPOINT_NAME,
+    Fidelity,
+    ProgressFn,
+    Task,
+    TaskInfo,
+    TrainedCheckpoint,
+    TrainResources,
+    cache_lock,
+    train_resources,
+)
 
 SCORERS = ("mtbench", "heldout")
 
@@ -162,21 +173,64 @@ class HFDPOTask(Task):
         )
         return trainer, tokenizer, trainer.run()
 
-    def evaluate(self, code: str, seed: int, fidelity: Fidelity = Fidelity()) -> EvalResult:
+    # ---------------------------------------------------------------- train (isolated) / score (trusted)
+
+    scores_trusted = True  # MT-Bench calls the keyed judge: the worker only trains and saves a checkpoint
+
+    def train_resources(self) -> TrainResources:
+        """A 7B full fine-tune: tens of GB, hours, multi-GB checkpoint shards (`sandbox.train_*` override)."""
+        return train_resources(self.config, TrainResources(wall_seconds=24 * 3600.0, memory_mb=0,
+                                                           file_mb=1024 * 1024, open_files=4096))
+
+    def train_checkpoint(self, code: str, seed: int, fidelity: Fidelity, out_dir: str) -> TrainedCheckpoint:
+        """Train one candidate (as one rank, when the worker starts several) and save it to out_dir/checkpoint."""
+        from discovery.inner_loop import hf_checkpoint
+
         start = time.perf_counter()
         beta = fidelity.beta if fidelity.beta is not None else self.config.train.beta
-        with tempfile.TemporaryDirectory(prefix="hf_dpo-") as scratch:
-            trainer, tokenizer, outcome = self.train(code, seed, fidelity, scratch)
-            metrics = {f"train/{k}": v for k, v in outcome.metrics.items()}
-            metrics["train/seconds"] = outcome.seconds
-            if not outcome.ok:
-                return EvalResult(seed, None, metrics, time.perf_counter() - start, outcome.steps, fidelity.name,
-                                  beta, ok=False, reason=outcome.reason)
-            model = trainer.model
-            fitness = self._score(model, tokenizer, code, beta, seed, fidelity, metrics)
-        return EvalResult(seed, fitness, metrics, time.perf_counter() - start, outcome.steps, fidelity.name, beta)
+        trainer, _, outcome = self.train(code, seed, fidelity, os.path.join(out_dir, "trainer"))
+        metrics = {f"train/{k}": v for k, v in outcome.metrics.items()}
+        metrics["train/seconds"] = outcome.seconds
+        metrics["train/world_size"] = trainer.args.world_size  # ranks that trained it (processes_per_candidate)
+        if not outcome.ok:
+            return TrainedCheckpoint(seed, fidelity.name, beta, None, steps=outcome.steps, metrics=metrics,
+                                     seconds=time.perf_counter() - start, ok=False, reason=outcome.reason)
+        path = os.path.join(out_dir, CHECKPOINT_NAME)
+        hf_checkpoint.save(trainer, path)
+        return TrainedCheckpoint(seed, fidelity.name, beta, path, "lora" if self.config.train.peft else "full",
+                                 outcome.steps, time.perf_counter() - start, metrics)
 
-    def _score(self, model, tokenizer, code: str, beta: float, seed: int, fidelity: Fidelity, metrics: dict) -> float | None:
+    def score_checkpoint(self, checkpoint: TrainedCheckpoint, code: str, fidelity: Fidelity) -> EvalResult:
+        """The held-out screen and MT-Bench of a saved checkpoint (trusted side: runs no candidate code)."""
+        from discovery.executors.checkpoints import digest
+        from discovery.inner_loop import hf_checkpoint
+        from discovery.inner_loop.recipe import device, weights_dtype
+
+        start = time.perf_counter()
+        beta = checkpoint.beta if checkpoint.beta is not None else self.config.train.beta
+        metrics = dict(checkpoint.metrics)
+        if not checkpoint.ok or checkpoint.path is None:
+            return EvalResult(checkpoint.seed, None, metrics, checkpoint.seconds, checkpoint.steps, fidelity.name,
+                              beta, ok=False, reason=checkpoint.reason or "training failed")
+        meta = self._meta()
+        model, tokenizer = hf_checkpoint.load(meta["policy"], meta.get("revision"), checkpoint.path,
+                                              checkpoint.kind == "lora",
+                                              weights_dtype(self.config.train, for_training=False),
+                                              self.score_device or device())
+        key = digest(checkpoint.path)
+        metrics["checkpoint/sha256"] = key
+        fitness = self._score(model, tokenizer, key, beta, checkpoint.seed, fidelity, metrics)
+        seconds = checkpoint.seconds + time.perf_counter() - start
+        return EvalResult(checkpoint.seed, fitness, metrics, seconds, checkpoint.steps, fidelity.name, beta)
+
+    def evaluate(self, code: str, seed: int, fidelity: Fidelity = Fidelity()) -> EvalResult:
+        """Both halves in this process (tests, `evaluate` without an executor): train, save, score."""
+        with tempfile.TemporaryDirectory(prefix="hf_dpo-") as scratch:
+            return self.score_checkpoint(self.train_checkpoint(code, seed, fidelity, scratch), code, fidelity)
+
+    def _score(self, model, tokenizer, model_key: str, beta: float, seed: int, fidelity: Fidelity,
+               metrics: dict) -> float | None:
+        """Fitness of a trained model; `model_key` (the checkpoint's weight hash) keys its saved MT-Bench answers."""
         screen = None
         if (self.data_dir() / "eval").is_dir():
             import datasets
@@ -193,12 +247,13 @@ class HFDPOTask(Task):
             if screen is None:
                 raise DiscoveryError("the held-out screen needs task.eval_split")
             return screen.accuracy
-        from discovery.candidate import code_hash
         from discovery.mtbench import score as mtbench
 
+        # Answers are keyed by the trained weights themselves: a different lr (or anything else that changes the
+        # model) is a different key; the same weights (a resumed run) reuse them.
         root = Path(self.config.task.options.get("mtbench_dir") or self.data_dir() / "mtbench")
-        out_dir = root / f"{code_hash(code)}-seed{seed}-{fidelity.name}-beta{beta:g}"
-        result = mtbench.score(self.config, _merged(model), tokenizer, out_dir, seed=seed)
+        out_dir = root / f"{model_key}-seed{seed}"
+        result = mtbench.score(self.config, _merged(model), tokenizer, out_dir, seed=seed, model_key=model_key)
         metrics.update({f"mtbench/{k}": v for k, v in result.to_dict().items() if not isinstance(v, dict)})
         metrics.update({f"mtbench/{c}": v for c, v in result.per_category.items()})
         return result.overall
