@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,31 @@ def test_a_timed_out_generation_is_stopped_not_left_running(test_gguf):
         server.close()
     # Two abandoned 900-token generations would hold the server for 40 s or more (about 45 tok/s on 2 cores).
     assert reply.completion_tokens <= 4 and reply.latency_s < 15, reply
+
+
+def test_the_default_server_loads_without_weight_repacking_and_answers_the_probe(test_gguf):
+    """No 'extra buffer types' (AMX/CPU_REPACK): repacked weights crashed llama.cpp on an AMX-advertising VM."""
+    import llama_cpp
+
+    from discovery.proposer.factory import server_options
+
+    config = RunConfig()
+    config.proposer.context_window = 1024
+    server = LlamaCppServer(test_gguf, options=replace(server_options(config.proposer), verbose=True))
+    client = EmbeddedChatClient(server, test_gguf, timeout=120.0, max_retries=0, temperature=0.0, max_tokens=64,
+                                response_format="text", seed=0)
+    try:
+        reply = client.probe()
+        log = Path(server.log_path).read_text(errors="replace")
+    finally:
+        server.close()
+    assert reply.completion_tokens == 1 and server.crashes == []
+    assert "CPU_Mapped model buffer size" in log  # the weights were loaded, and into plain CPU buffers only
+    assert "REPACK model buffer" not in log and "AMX model buffer" not in log, log[-2000:]
+    if "REPACK = 1" in llama_cpp.llama_print_system_info().decode():  # the control: the switch really switches
+        repacking = LlamaCppServer(test_gguf, options=replace(server_options(config.proposer), verbose=True,
+                                                              extra_bufts=True))
+        try:
+            assert "REPACK model buffer" in Path(repacking.log_path).read_text(errors="replace")
+        finally:
+            repacking.close()

@@ -139,6 +139,9 @@ def open_log(run_dir: Path) -> logging.Handler:
 
 
 def run_command(args) -> int:
+    from discovery.commands.run_progress import quiet_third_party_progress
+
+    quiet_third_party_progress()  # before the task and the workers import datasets/transformers
     config, run_dir, resuming = resolve(args)
     check(config)
     prepare_run_dir(run_dir)

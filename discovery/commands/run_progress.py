@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 
 from rich.console import Console, Group
@@ -12,6 +14,35 @@ from rich.text import Text
 
 from discovery.archive import CandidateSummary
 from discovery.loop import LoopResult, Snapshot
+
+QUIET_ENV = {  # read at import by each library, and inherited by the training workers
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub, and transformers' "Writing model shards"
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # datasets' "Saving the dataset", "Map", "Filter"
+    "TQDM_DISABLE": "1",  # any other tqdm bar
+}
+
+
+def quiet_third_party_progress() -> None:
+    """No third-party progress bars in `discovery run`: its own progress shows the stage instead.
+
+    A variable the user set explicitly wins; libraries already imported are switched off directly.
+    """
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
+def activity(s: Snapshot) -> str:
+    """What the run is doing now: preparing, baselines, proposing, training, stopping."""
+    if s.phase != "discovery":
+        return s.phase
+    doing = [name for name, busy in (("proposing", s.proposing), ("training", s.in_flight)) if busy]
+    return " + ".join(doing) or "waiting"
 
 
 def fitness_text(s: CandidateSummary | None) -> str:
@@ -33,7 +64,7 @@ def render(s: Snapshot) -> Group:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("phase", s.phase + (f" ({s.stop_reason})" if s.stop_reason else ""))
+    head.add_row("phase", activity(s) + (f" ({s.stop_reason})" if s.stop_reason else ""))
     head.add_row("baselines", f"{s.baselines_done}/{s.baselines_total} evaluated")
     head.add_row("proposals", f"{s.generation} stored, {s.proposing} being proposed")
     c = s.counts

@@ -54,11 +54,15 @@ class ServerOptions:
     logits_all: bool | None = False  # the server's default True computes the vocabulary logits of every prompt token
     draft_tokens: int = 0  # prompt-lookup decoding: tokens guessed from the prompt per step (0: off)
     cache: bool = False  # llama-cpp-python's RAM cache of prompt states (beyond the automatic prefix reuse)
+    verbose: bool = False  # the server logs prefix-cache hits and timings (bench/proposer_speed.py reads them)
 
     def arguments(self) -> list[str]:
         args = ["--n_ctx", str(self.n_ctx), "--seed", str(self.seed), "--use_extra_bufts", str(self.extra_bufts)]
+        # llama-cpp-python sizes its logits buffer by the logits_all it is given, yet a draft model turns
+        # logits_all on internally: without it here, every prompt-lookup request fails with HTTP 500.
+        logits_all = True if self.draft_tokens > 0 else self.logits_all
         for flag, value in (("--n_threads", self.n_threads), ("--n_threads_batch", self.n_threads_batch),
-                            ("--logits_all", self.logits_all)):
+                            ("--logits_all", logits_all)):
             if value is not None:
                 args += [flag, str(value)]
         if self.draft_tokens > 0:
@@ -66,7 +70,7 @@ class ServerOptions:
                      str(self.draft_tokens)]
         if self.cache:
             args += ["--cache", "True"]
-        return args
+        return args + ["--verbose", str(self.verbose)]
 
 
 def usable_cores() -> int:
@@ -137,8 +141,7 @@ class LlamaCppServer:
         self.max_crash_restarts = max_crash_restarts
         self.closed = False  # close() was called: a request cut off now is no crash
         self._command = [*(launcher or [sys.executable, "-m", _ENTRY]), "--model", model_path,
-                         "--host", "127.0.0.1", "--port", str(self.port), "--verbose", "False",
-                         *self.options.arguments()]
+                         "--host", "127.0.0.1", "--port", str(self.port), *self.options.arguments()]
         self._log = tempfile.NamedTemporaryFile(prefix="llamacpp-", suffix=".log", delete=False)
         atexit.register(self.close)
         self._start()
@@ -175,6 +178,10 @@ class LlamaCppServer:
                 pass
             time.sleep(0.25)
         raise ProposerError(f"the llama.cpp server did not answer within {timeout:.0f}s; log: {self.log_tail()}")
+
+    @property
+    def log_path(self) -> str:
+        return self._log.name
 
     def log_tail(self, chars: int = 300) -> str:
         """The end of the server's output, without uvicorn's per-request lines (they say nothing of a crash)."""
