@@ -5,19 +5,21 @@ reward = P(positive) from a sentiment classifier (`task.options.reward_model`, d
 siebert/sentiment-roberta-large-english); KL per generated token to the reference. Each candidate is
 trained at every beta of the sweep (`eval.betas`, else `train.beta`); the frontier of (KL, reward) points,
 with the reference at (0, its reward), is reported, and fitness is the frontier's reward at the KL
-budget `task.options.kl_budget`. Training and reference caching come from hf_dpo.
+budget `task.options.kl_budget`. Training and reference caching come from hf_dpo; as there, the isolated
+worker only trains (one checkpoint per beta) and the reward model scores them in the trusted process.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import replace
 
 from discovery.candidate import EvalResult
 from discovery.config import RunConfig
 from discovery.inner_loop.hf_dpo import HFDPOTask
-from discovery.inner_loop.task import Fidelity, ProgressFn, TaskInfo
+from discovery.inner_loop.task import CHECKPOINT_NAME, Fidelity, ProgressFn, TaskInfo, TrainedCheckpoint
 
 DEFAULTS = {"reward_model": "siebert/sentiment-roberta-large-english", "positive_label": "POSITIVE",
             "kl_budget": 2.0, "prompts": 32, "max_new_tokens": 48}
@@ -111,26 +113,52 @@ class ImdbTask(HFDPOTask):
         rewards = [next((s["score"] for s in row if s["label"] == label), 0.0) for row in scores]
         return sum(rewards) / len(rewards), sum(kls) / len(kls)
 
-    def evaluate(self, code: str, seed: int, fidelity: Fidelity = Fidelity()) -> EvalResult:
-        import tempfile
+    def _betas(self, fidelity: Fidelity) -> list[float]:
+        return [fidelity.beta] if fidelity.beta is not None else (self.config.eval.betas or [self.config.train.beta])
+
+    def train_checkpoint(self, code: str, seed: int, fidelity: Fidelity, out_dir: str) -> TrainedCheckpoint:
+        """One trained policy per beta of the sweep, in out_dir/checkpoint/beta<b> (isolated worker)."""
+        from discovery.inner_loop import hf_checkpoint
 
         start = time.perf_counter()
-        meta = self._meta()
-        betas = [fidelity.beta] if fidelity.beta is not None else (self.config.eval.betas or [self.config.train.beta])
-        reference, _ = self._reference(meta)
-        points, metrics, steps = [(0.0, meta["reference_reward"])], {}, 0
-        for beta in betas:
-            with tempfile.TemporaryDirectory(prefix="imdb-") as scratch:
-                trainer, tok, outcome = self.train(code, seed, replace(fidelity, beta=beta), scratch)
-                if not outcome.ok:
-                    return EvalResult(seed, None, metrics, time.perf_counter() - start, outcome.steps,
-                                      fidelity.name, beta, ok=False, reason=f"beta {beta}: {outcome.reason}")
-                reward, kl = self._reward_and_kl(trainer.model, reference, tok, seed)
+        folder = os.path.join(out_dir, CHECKPOINT_NAME)
+        metrics, steps, kind = {}, 0, "lora" if self.config.train.peft else "full"
+        for beta in self._betas(fidelity):
+            trainer, _, outcome = self.train(code, seed, replace(fidelity, beta=beta), os.path.join(out_dir, "t"))
             steps += outcome.steps
+            metrics.update({f"beta{beta:g}/train/{k}": v for k, v in outcome.metrics.items()})
+            if not outcome.ok:
+                return TrainedCheckpoint(seed, fidelity.name, fidelity.beta, None, kind, steps,
+                                         time.perf_counter() - start, metrics, ok=False,
+                                         reason=f"beta {beta}: {outcome.reason}")
+            hf_checkpoint.save(trainer, os.path.join(folder, f"beta{beta:g}"))
+        return TrainedCheckpoint(seed, fidelity.name, fidelity.beta, folder, kind, steps,
+                                 time.perf_counter() - start, metrics)
+
+    def score_checkpoint(self, checkpoint: TrainedCheckpoint, code: str, fidelity: Fidelity) -> EvalResult:
+        """The reward model and KL of each beta's policy, and the frontier's reward at the budget (trusted side)."""
+        from discovery.inner_loop import hf_checkpoint, recipe
+
+        start = time.perf_counter()
+        betas = self._betas(fidelity)
+        beta_field = betas[0] if len(betas) == 1 else None
+        metrics = dict(checkpoint.metrics)
+        if not checkpoint.ok or checkpoint.path is None:
+            return EvalResult(checkpoint.seed, None, metrics, checkpoint.seconds, checkpoint.steps, fidelity.name,
+                              beta_field, ok=False, reason=checkpoint.reason or "training failed")
+        meta = self._meta()
+        reference, _ = self._reference(meta)
+        points = [(0.0, meta["reference_reward"])]
+        for beta in betas:
+            policy, tok = hf_checkpoint.load(meta["policy"], meta.get("revision"),
+                                             os.path.join(checkpoint.path, f"beta{beta:g}"), checkpoint.kind == "lora",
+                                             recipe.weights_dtype(self.config.train, for_training=False),
+                                             self.score_device or recipe.device())
+            reward, kl = self._reward_and_kl(policy, reference, tok, checkpoint.seed)
             points.append((kl, reward))
             metrics[f"beta{beta:g}/reward"], metrics[f"beta{beta:g}/kl"] = reward, kl
         metrics["frontier"] = [{"kl": k, "reward": r} for k, r in sorted(points)]
         metrics["kl_budget"] = self.opts["kl_budget"]
         fitness = reward_at_kl(points, float(self.opts["kl_budget"]))
-        return EvalResult(seed, fitness, metrics, time.perf_counter() - start, steps, fidelity.name,
-                          betas[0] if len(betas) == 1 else None)
+        return EvalResult(checkpoint.seed, fitness, metrics, checkpoint.seconds + time.perf_counter() - start,
+                          checkpoint.steps, fidelity.name, beta_field)
