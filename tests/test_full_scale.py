@@ -204,3 +204,31 @@ def test_mtbench_answers_are_keyed_by_the_trained_weights(stand_ins, mtbench_dir
     assert again.metrics["mtbench/cache_hits"] == 4 and again.fitness == moved.fitness
     rows = [json.loads(line) for p in (tmp_path / "cache").rglob("answers.jsonl") for line in p.read_text().splitlines()]
     assert {r["model_key"] for r in rows} == {still.metrics["checkpoint/sha256"], moved.metrics["checkpoint/sha256"]}
+
+
+def test_ranks_rendezvous_on_the_sandbox_loopback_and_a_failing_rank_fails_the_job():
+    from discovery.sandbox.isolation import IsolatedRunner, Limits
+
+    ranks = Limits(wall_seconds=60, memory_mb=4096, cpu_seconds=120, loopback_sockets=True)
+    with IsolatedRunner(preload=("torch",), limits=ranks, threads=1) as runner:
+        reduced = runner.run("fullscale_jobs:all_reduce", {}, processes=2)
+        failing = runner.run("fullscale_jobs:fail_on_rank", {"rank": 1, "sleep": 50}, processes=2)
+        closed = runner.run("fullscale_jobs:all_reduce", {}, limits=Limits(wall_seconds=30, memory_mb=4096,
+                                                                           cpu_seconds=60), processes=2)
+    assert reduced.ok, reduced.error
+    assert reduced.value == {"rank": 0, "world": 2, "sum": 3.0, "master": "127.0.0.1"}
+    assert not failing.ok and "rank 1 of 2" in failing.error and "fails on purpose" in failing.error
+    assert failing.seconds < 30  # rank 0 (sleeping 50 s) was stopped when rank 1 failed
+    if "seccomp" in closed.isolation:  # without loopback_sockets the filter still denies socket()
+        assert not closed.ok
+
+
+def test_gpu_layout_gives_each_worker_one_gpu_per_rank():
+    from discovery.config import ExecutorConfig
+    from discovery.errors import ConfigError
+    from discovery.executors import plan_layout
+
+    layout = plan_layout(ExecutorConfig(processes_per_candidate=2), cpus=16, gpus=("0", "1", "2", "3"))
+    assert layout.workers == 2 and layout.gpus == ("0,1", "2,3") and layout.threads_per_worker == 8
+    with pytest.raises(ConfigError, match="processes_per_candidate"):
+        plan_layout(ExecutorConfig(processes_per_candidate=8), cpus=16, gpus=("0", "1"))

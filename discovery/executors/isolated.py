@@ -135,6 +135,10 @@ class IsolatedEvaluator:
         result.metrics["score/seconds"] = time.perf_counter() - start
         return result
 
+    @property
+    def isolation(self) -> list[str]:
+        return self.runner.isolation
+
     def close(self) -> None:
         self.runner.close()
         if self.out_base is not None:
