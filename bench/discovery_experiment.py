@@ -35,7 +35,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 from discovery import library  # noqa: E402
 from discovery.archive import Archive, db_path  # noqa: E402
 from discovery.candidate import Status  # noqa: E402
-from discovery.stats import mean_ci, stderr  # noqa: E402
+from discovery.stats import PAIRED_T, mean_ci, paired, stderr  # noqa: E402
 
 ACTIVE = (Status.QUEUED, Status.TRAINING, Status.PROPOSED)
 # end reasons that leave proposals to make (anything else, e.g. replay out of files, ends a run for good)
@@ -57,17 +57,16 @@ def best_so_far(values: list[float | None], k: int) -> list[float | None]:
     return out
 
 
-def compare(values: dict[int, float], base: dict[int, float]) -> dict:
+def compare(values: dict[int, float], base: dict[int, float], test: str = PAIRED_T) -> dict:
     """`values` vs `base`, both {seed: fitness}, paired by seed: every loss starts from the same model and sees
     the same data order and scoring samples per seed, so the seed-to-seed noise they share cancels in the
-    per-seed differences. diff = mean difference on the common seeds, se = its standard error; `beats` = diff > 2 se. The unpaired SE (all values
-    of each side, as if independent) is kept beside it for reference."""
-    common = sorted(set(values) & set(base))
-    diffs = [values[s] - base[s] for s in common]
-    diff = statistics.fmean(diffs) if diffs else math.nan
-    se = stderr(diffs) if len(diffs) > 1 else math.inf
-    out = {"diff": diff, "se": se, "z": _ratio(diff, se), "n": len(diffs), "beats": len(diffs) > 1 and diff > 2 * se,
-           "unpaired_se": math.nan, "unpaired_z": math.nan}
+    per-seed differences. diff = mean difference on the common seeds, se = its standard error, z = diff / se
+    (the paired t statistic); `beats` = the 95% Student-t interval of diff (n-1 degrees of freedom, not a
+    normal z: at n = 3 the t quantile is 4.30, not 1.96) lies above 0; p = two-sided p-value of `test`
+    (`discovery.stats.paired`). The unpaired SE (all values of each side, as if independent) is kept beside it."""
+    c = paired(values, base, test)
+    out = {"diff": c.diff, "se": c.se, "z": c.t, "n": c.n, "beats": c.beats, "p": c.p_value, "test": c.test,
+           "ci_low": c.ci_low, "ci_high": c.ci_high, "unpaired_se": math.nan, "unpaired_z": math.nan}
     if values and base:
         out["unpaired_se"] = math.sqrt(stderr(list(values.values())) ** 2 + stderr(list(base.values())) ** 2)
         gap = statistics.fmean(values.values()) - statistics.fmean(base.values())
@@ -94,11 +93,11 @@ def goals(arms: dict, llm: str, control: str, seeds: int) -> list[dict]:
         return [{"goal": "LLM arm beats DPO", "met": None, "why": f"arm '{llm}' was not run"}]
     wins = sum(1 for s in arms[llm]["seeds"] if s.get("fresh_vs_dpo", {}).get("beats"))
     need = math.ceil(2 * seeds / 3)
-    out.append({"goal": f"{llm} winner beats DPO by > 2 SE on fresh seeds in >= {need} of {seeds} loop seeds",
+    out.append({"goal": f"{llm} winner beats DPO (paired t, 95%) on fresh seeds in >= {need} of {seeds} loop seeds",
                 "met": wins >= need, "why": f"{wins} of {seeds} loop seeds"})
     if control in arms:
         mine, theirs = arms[llm]["median_proposals_to_beat_dpo"], arms[control]["median_proposals_to_beat_dpo"]
-        out.append({"goal": f"{llm} beats DPO (in-run, > 2 SE) in fewer proposals than {control}",
+        out.append({"goal": f"{llm} beats DPO (in-run, paired t, 95%) in fewer proposals than {control}",
                     "met": mine < theirs, "why": f"median proposals: {llm} {_count(mine)}, {control} {_count(theirs)}"})
     return out
 

@@ -1,46 +1,164 @@
-"""How much room does the synthetic proxy task leave above DPO? DPO at other effective betas, same harness.
+"""Headroom on the synthetic proxy: does any published loss beat DPO, each at its own best beta?
 
-Re-evaluates DPO and -logsigmoid(c * beta * margin) for several c on the experiment's fresh seeds, with the
-run config of an experiment's arm-seed, and prints each against DPO paired by seed. If no c beats c = 1 (and
-no library loss beats DPO, see the experiment), the task's optimum sits at DPO and small gains are all
-there is to find.
+Every library loss (and DPO) is trained at every beta of a small grid on fresh seeds, in the real harness
+(the executor's isolated workers, the default task unless --set changes it). Each loss is scored at its
+own best beta (`eval.fitness = best_beta`, `discovery.inner_loop.sweep`) and compared with DPO at DPO's
+best beta, paired by seed, with a paired t-test (n-1 degrees of freedom) and an exact sign-flip
+permutation test. "headroom" = the loss beats DPO by more than 3 paired standard errors. Also printed:
+seconds per candidate-seed (training + scoring, as the worker measured it) and the machine's load.
 
-    python bench/proxy_headroom.py --run bench/results/experiment/runs/symbolic-seed0
+Results are cached per (task, train config, code, beta, seed) in --cache, so an interrupted run resumes.
+
+    python bench/proxy_headroom.py                                  # 18 losses x 4 betas x 10 seeds
+    python bench/proxy_headroom.py --losses dpo cdpo slic --seeds 1000 1001 1002 --betas 0.1 0.2
+    python bench/proxy_headroom.py --set task.options.label_noise=0.2 --markdown out.md
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import math
+import os
 import sys
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import discovery_experiment as experiment  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 from discovery import library  # noqa: E402
+from discovery.candidate import EvalResult  # noqa: E402
+from discovery.stats import PAIRED_T, PERMUTATION, paired  # noqa: E402
 
-HEAD = ("import torch.nn.functional as F\n\n\ndef scaled_dpo(policy_chosen_logps, policy_rejected_logps, "
-        "reference_chosen_logps, reference_rejected_logps, beta):\n"
-        "    margin = (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)\n")
+GRID = [0.05, 0.1, 0.2, 0.4]
+SEEDS = list(range(1000, 1010))
 
 
-def main(argv: list[str] | None = None) -> dict:
+def job_key(config: dict, code: str, beta: float, seed: int) -> str:
+    blob = json.dumps([config["task"], config["train"]], sort_keys=True) + code
+    return f"{hashlib.sha1(blob.encode()).hexdigest()[:16]}:{beta:g}:{seed}"
+
+
+def run_jobs(config, losses: dict[str, str], betas: list[float], seeds: list[int], cache_path: Path) -> dict:
+    """{key: EvalResult as dict}; runs what the cache lacks, on the executor's isolated workers."""
+    from discovery.executors import make_executor
+    from discovery.inner_loop.task import Fidelity, get_task
+
+    raw = config.to_dict()
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    todo = [(code, b, s) for code in losses.values() for b in betas for s in seeds
+            if job_key(raw, code, b, s) not in cache]
+    if todo:
+        get_task(config).prepare(None)
+        start = time.perf_counter()
+        with make_executor(config) as executor:
+            futures = [(c, b, s, executor.submit(0, c, s, Fidelity(name="full", beta=b))) for c, b, s in todo]
+            for i, (c, b, s, future) in enumerate(futures, 1):
+                r = future.result()
+                cache[job_key(raw, c, b, s)] = {"seed": s, "beta": b, "ok": r.ok, "fitness": r.fitness,
+                                                "kl": r.metrics.get("kl"), "seconds": r.seconds,
+                                                "reason": r.reason}
+                cache_path.parent.mkdir(parents=True, exist_ok=True)
+                cache_path.write_text(json.dumps(cache))
+                left = (time.perf_counter() - start) / i * (len(futures) - i)
+                print(f"  {i}/{len(futures)} jobs, ~{left / 60:.0f} min left, load {os.getloadavg()[0]:.1f}",
+                      file=sys.stderr, end="\r")
+        print(file=sys.stderr)
+    return cache
+
+
+def results_of(cache: dict, raw: dict, code: str, betas, seeds) -> list[EvalResult]:
+    out = []
+    for b in betas:
+        for s in seeds:
+            d = cache[job_key(raw, code, b, s)]
+            out.append(EvalResult(seed=s, fitness=d["fitness"], beta=b, ok=d["ok"] and d["fitness"] is not None,
+                                  seconds=d["seconds"], metrics={"kl": d["kl"]} if d["kl"] is not None else {},
+                                  reason=d["reason"]))
+    return out
+
+
+def table(config, losses: dict[str, str], betas, seeds, cache: dict) -> list[dict]:
+    from discovery.inner_loop.sweep import sweep_fitness
+
+    raw = config.to_dict()
+    rated = {name: sweep_fitness(results_of(cache, raw, code, betas, seeds), "best_beta")
+             for name, code in losses.items()}
+    dpo = rated["dpo"]
+    rows = []
+    for name, r in rated.items():
+        res = results_of(cache, raw, losses[name], betas, seeds)
+        row = {"loss": name, "best_beta": r.beta, "fitness": None if r.fitness is None else r.fitness.mean,
+               "kl": r.kl, "n": 0 if r.fitness is None else r.fitness.n,
+               "per_beta": {f"{b:g}": None if f is None else f.mean for b, f in sorted(r.per_beta.items())},
+               "seconds": sum(x.seconds for x in res) / len(res), "failed": sum(not x.ok for x in res)}
+        if name != "dpo" and r.fitness is not None and dpo.fitness is not None:
+            t, perm = paired(r.by_seed, dpo.by_seed, PAIRED_T), paired(r.by_seed, dpo.by_seed, PERMUTATION)
+            row |= {"diff": t.diff, "se": t.se, "t": t.t, "p_t": t.p_value, "p_perm": perm.p_value,
+                    "headroom": t.diff > 3 * t.se and t.n >= 2}
+        rows.append(row)
+    rows.sort(key=lambda x: -math.inf if x["fitness"] is None else -x["fitness"])
+    return rows
+
+
+def markdown(rows: list[dict], betas, seeds, argv: list[str], load: tuple, wall: float) -> str:
+    head = " | ".join(f"β={b:g}" for b in betas)
+    lines = [f"`python bench/proxy_headroom.py {' '.join(argv)}`".replace("  ", " "), "",
+             f"seeds {seeds[0]}..{seeds[-1]} (n={len(seeds)}), grid {betas}; each loss at its own best β vs DPO at "
+             f"its best β, paired by seed: paired t (n-1 df) and exact sign-flip permutation p-values; headroom = "
+             f"diff > 3 paired SE. Load average (1/5/15 min) at the end: {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}; "
+             f"wall {wall:.0f} s.", "",
+             f"| loss | best β | fitness | KL | {head} | vs DPO (diff ± SE) | t | p (t) | p (perm) | > 3 SE | s/seed |",
+             "|---|---|---|---|" + "---|" * len(betas) + "---|---|---|---|---|---|"]
+    for r in rows:
+        per = " | ".join("fail" if r["per_beta"].get(f"{b:g}") is None else f"{r['per_beta'][f'{b:g}']:.4f}"
+                         for b in betas)
+        fit = "failed" if r["fitness"] is None else f"{r['fitness']:.4f}"
+        kl = "-" if r["kl"] is None else f"{r['kl']:.2f}"
+        beta = "-" if r["best_beta"] is None else f"{r['best_beta']:g}"
+        if "diff" in r:
+            vs = (f"{r['diff']:+.4f} ± {r['se']:.4f} | {r['t']:+.1f} | {r['p_t']:.3g} | {r['p_perm']:.3g} | "
+                  f"{'**yes**' if r['headroom'] else 'no'}")
+        else:
+            vs = "- | - | - | - | -"
+        lines.append(f"| {r['loss']} | {beta} | {fit} | {kl} | {per} | {vs} | {r['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    from discovery.config import load_config
+
+    argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--run", required=True, help="an experiment run dir (its config is used)")
-    p.add_argument("--scales", type=float, nargs="+", default=[0.5, 2.0, 4.0, 8.0])
-    p.add_argument("--seeds", type=int, nargs="+", default=list(range(1000, 1005)))
-    p.add_argument("--cache", default="bench/results/experiment/headroom-cache.json")
+    p.add_argument("--losses", nargs="+", default=library.names(), help="library losses (dpo is always added)")
+    p.add_argument("--betas", type=float, nargs="+", default=GRID)
+    p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument("--cache", type=Path, default=REPO / "bench/results/headroom/cache.json")
+    p.add_argument("--markdown", type=Path, help="also write the table here")
     opts = p.parse_args(argv)
-    config = experiment.analyse_run(Path(opts.run), 1)["config"]
-    entries = {"dpo": library.get("dpo").code}
-    entries |= {f"dpo, beta x{c:g}": HEAD + f"    return -F.logsigmoid({c} * beta * margin)\n" for c in opts.scales}
-    fresh = experiment.reevaluate(entries, config, opts.seeds, Path(opts.cache), opts.workers)
-    print(f"\nseeds {opts.seeds}; paired by seed against DPO (beta x1)")
-    for label, s in fresh.items():
-        c = experiment.compare(s["by_seed"], fresh["dpo"]["by_seed"])
-        print(f"{label:16s} {s['mean']:+.4f} ± {s['ci_half']:.4f}   diff {c['diff']:+.4f}  z {c['z']:+.1f}")
-    return fresh
+    config = load_config(None, [f"executor.workers={opts.workers}", *opts.set])
+    names = ["dpo", *[n for n in opts.losses if n != "dpo"]]
+    unknown = sorted(set(names) - set(library.names()))
+    if unknown:
+        p.error(f"unknown library loss {', '.join(unknown)}")
+    losses = {n: library.get(n).code for n in names}
+    start = time.perf_counter()
+    cache = run_jobs(config, losses, opts.betas, opts.seeds, opts.cache)
+    rows = table(config, losses, opts.betas, opts.seeds, cache)
+    text = markdown(rows, opts.betas, opts.seeds, argv, os.getloadavg(), time.perf_counter() - start)
+    print(text)
+    if opts.markdown:
+        opts.markdown.parent.mkdir(parents=True, exist_ok=True)
+        opts.markdown.write_text(text)
+    wins = [r["loss"] for r in rows if r.get("headroom")]
+    print(f"headroom (> 3 paired SE over DPO, n={len(opts.seeds)}): {', '.join(wins) if wins else 'none'}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -150,7 +151,7 @@ class SyntheticTask(Task):
         from discovery.inner_loop.trainer import CandidateDPOTrainer
 
         state = self.load()
-        args = dpo_config(self.config.train, seed, beta, fidelity.steps_fraction)
+        args = dpo_config(self.config.train, seed, beta, fidelity.steps_fraction, len(state.train))
         trainer = CandidateDPOTrainer(policy, args=args, train_dataset=state.train,
                                       processing_class=state.tokenizer, loss_fn=loss_fn)
         trainer.remove_callback(PrinterCallback)  # the task reports metrics itself
@@ -160,7 +161,16 @@ class SyntheticTask(Task):
         return outcome
 
 
-def dpo_config(train, seed: int, beta: float, steps_fraction: float = 1.0):
+def train_steps(train, pairs: int, steps_fraction: float = 1.0) -> int:
+    """Optimizer steps of one run: train.max_steps, or (max_steps <= 0) train.num_train_epochs passes over
+    `pairs` preference pairs; a screen (steps_fraction < 1) runs that fraction of them."""
+    if train.max_steps > 0:
+        return max(1, round(train.max_steps * steps_fraction))
+    per_epoch = math.ceil(pairs / (train.per_device_train_batch_size * train.gradient_accumulation_steps))
+    return max(1, round(per_epoch * train.num_train_epochs * steps_fraction))
+
+
+def dpo_config(train, seed: int, beta: float, steps_fraction: float = 1.0, pairs: int = 0):
     """TRL DPOConfig from our TrainConfig (same field names), quiet and stateless (no checkpoints, no logs)."""
     import tempfile
 
@@ -168,7 +178,7 @@ def dpo_config(train, seed: int, beta: float, steps_fraction: float = 1.0):
 
     from discovery.inner_loop.trainer import device_defaults
 
-    steps = max(1, round(train.max_steps * steps_fraction))
+    steps = train_steps(train, pairs, steps_fraction)
     return DPOConfig(
         output_dir=tempfile.gettempdir(), beta=beta, learning_rate=train.learning_rate, max_steps=steps,
         per_device_train_batch_size=train.per_device_train_batch_size,

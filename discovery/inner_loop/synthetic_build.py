@@ -16,7 +16,7 @@ from discovery.inner_loop.task import ProgressFn
 from discovery.inner_loop.tinylm import build_llama, build_tokenizer
 from discovery.inner_loop.trainer import add_reference_logps
 
-BUILD_VERSION = 1  # bump when the build changes what it produces
+BUILD_VERSION = 2  # bump when the build changes what it produces (2: 1024 train pairs, label statistics in meta)
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class SyntheticOptions:
     sft_steps: int = 600  # the SFT model matches the true language to 0.02 nats/word (measured)
     sft_batch: int = 64
     sft_lr: float = 3e-3
-    train_pairs: int = 4096
+    train_pairs: int = 1024  # train.max_steps = 128 at batch 16 = 2 epochs (DiscoPOP's inner loop: 2)
     heldout_pairs: int = 512
     eval_prompts: int = 512
     bt_temperature: float = 0.1  # Bradley-Terry: P(a > b) = sigmoid((r_a - r_b) / T)
@@ -100,6 +100,22 @@ def make_pairs(opts: SyntheticOptions, language: TrueLanguage, model, n: int, se
     }
 
 
+def label_stats(opts: SyntheticOptions, gold_chosen, gold_rejected) -> dict[str, float]:
+    """How imperfect the labels are, in the terms human preference sets are reported in.
+
+    Each pair's label follows the better completion with probability q = (1 - noise) s + noise (1 - s),
+    s = sigmoid(|r_a - r_b| / T). Two labellers drawn this way agree with probability q^2 + (1 - q)^2: the
+    inter-annotator agreement (InstructGPT: 72.6% +- 1.5% among training labelers; AlpacaFarm: 65.7% among
+    humans; see docs/tasks.md). `near_ties` = share of pairs whose label is closer to a coin flip than 60/40.
+    """
+    gap = (torch.as_tensor(gold_chosen) - torch.as_tensor(gold_rejected)).abs()
+    s = torch.sigmoid(gap / opts.bt_temperature)
+    q = (1 - opts.label_noise) * s + opts.label_noise * (1 - s)
+    return {"label_accuracy": q.mean().item(), "inter_annotator_agreement": (q ** 2 + (1 - q) ** 2).mean().item(),
+            "near_ties": (q < 0.6).float().mean().item(),
+            "chosen_is_better": (torch.as_tensor(gold_chosen) > torch.as_tensor(gold_rejected)).float().mean().item()}
+
+
 def build(opts: SyntheticOptions, target: Path, progress: ProgressFn | None = None) -> None:
     """Build everything into `target` (written to a temporary folder, then renamed: all or nothing)."""
     from datasets import Dataset
@@ -115,12 +131,14 @@ def build(opts: SyntheticOptions, target: Path, progress: ProgressFn | None = No
     model.save_pretrained(tmp / "model")
     tokenizer.save_pretrained(tmp / "model")
     splits = {"train": (opts.train_pairs, opts.seed + 3), "heldout": (opts.heldout_pairs, opts.seed + 4)}
+    labels = {}
     for i, (name, (n, seed)) in enumerate(splits.items()):
         _stage(progress, f"pairs:{name}", i / len(splits))
-        ds = Dataset.from_dict(make_pairs(opts, language, model, n, seed))
-        ds = add_reference_logps(model, ds, tokenizer.pad_token_id, batch_size=256)
+        pairs = make_pairs(opts, language, model, n, seed)
+        labels[name] = label_stats(opts, pairs["gold_chosen"], pairs["gold_rejected"])
+        ds = add_reference_logps(model, Dataset.from_dict(pairs), tokenizer.pad_token_id, batch_size=256)
         ds.save_to_disk(str(tmp / name))
-    meta = {"options": asdict(opts), "version": BUILD_VERSION, "sft_final_loss": sft_loss}
+    meta = {"options": asdict(opts), "version": BUILD_VERSION, "sft_final_loss": sft_loss, "labels": labels}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
