@@ -81,8 +81,8 @@ class SandboxConfig:
 @dataclass
 class TrainConfig:
     beta: float = 0.1
-    learning_rate: float = 5e-4  # synthetic: DPO still rising at 60 steps (measured, see README inner loop)
-    max_steps: int = 60
+    learning_rate: float = 5e-4  # synthetic: measured with the 2-epoch regime (docs/tasks.md)
+    max_steps: int = 128  # synthetic: 2 epochs over its 1024 pairs at batch 16, as DiscoPOP's inner loop; -1 = epochs
     num_train_epochs: float = 1.0
     per_device_train_batch_size: int = 16
     gradient_accumulation_steps: int = 1
@@ -118,6 +118,9 @@ class JudgeConfig:
 class EvalConfig:
     seeds: int = 3
     betas: list[float] = field(default_factory=list)  # beta sweep; empty = the train beta only
+    # one fitness from the sweep: best_beta | matched_kl | pooled (discovery/inner_loop/sweep.py)
+    fitness: str = "best_beta"
+    paired_test: str = "t"  # comparisons with DPO by seed: t (paired, n-1 df) | permutation (sign-flip)
     screen: bool = True  # screen new candidates at low fidelity first
     screen_seeds: int = 1
     screen_steps_fraction: float = 0.5

@@ -25,6 +25,7 @@ from discovery.candidate import Candidate, EvalResult, Origin, Status
 from discovery.config import RunConfig
 from discovery.executors import Executor
 from discovery.executors.plan import FULL, REEVAL, SCREEN, Job, baseline_jobs, first_stage, stage_jobs
+from discovery.inner_loop.sweep import sweep_fitness
 from discovery.inner_loop.task import TaskInfo
 from discovery.proposer.base import Proposal, Proposer
 from discovery.proposer.novelty import KnownLoss, duplicate_of
@@ -208,7 +209,8 @@ class DiscoveryLoop:
     # ---------------------------------------------------------------- evaluation stages
 
     def _enter_stage(self, cid: int, stage: str) -> None:
-        jobs = baseline_jobs(self.config, cid) if stage == "baseline" else stage_jobs(self.config, cid, stage)
+        jobs = baseline_jobs(self.config, cid) if stage == "baseline" else stage_jobs(
+            self.config, cid, stage, self._sweep_beta(cid) if stage == REEVAL else None)
         have = {self._key(e.result.seed, e.result.fidelity, e.result.beta) for e in self.archive.evaluations(cid)}
         missing = [j for j in jobs if self._job_key(j) not in have]
         if stage == "baseline" and self.cache is not None:
@@ -226,6 +228,15 @@ class DiscoveryLoop:
             self._finish_stage(cid, stage)
         else:
             self.pending.extend(missing)
+
+    def _sweep_beta(self, cid: int) -> float | None:
+        """With a beta sweep, the beta of the full stage's seeds that `eval.fitness` scores at (best_beta):
+        re-evaluation confirms the candidate there, on fresh seeds. None = train.beta."""
+        if len(self.config.eval.betas) < 2:
+            return None
+        full_seeds = range(self.config.seed, self.config.seed + self.config.eval.seeds)
+        results = [e.result for e in self.archive.evaluations(cid, FULL) if e.result.seed in full_seeds]
+        return sweep_fitness(results, "best_beta", self.config.train.beta).beta
 
     def _dispatch_jobs(self) -> None:
         if self.stop_reason.startswith("wall time"):

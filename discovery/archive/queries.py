@@ -19,7 +19,7 @@ from discovery.archive.records import (
     Usage,
 )
 from discovery.candidate import Candidate, Origin, Status
-from discovery.stats import fitness_of
+from discovery.inner_loop.sweep import sweep_fitness
 
 # Higher fidelities first: a candidate's fitness is measured at the first of these it has results for.
 FIDELITY_ORDER = ("full", "screen")
@@ -58,12 +58,29 @@ class ArchiveQueries:
         sql, params = _filter("SELECT * FROM candidates", status=status, origin=origin)
         found = self._query(sql + " ORDER BY id", params)
         evals = self._evaluations_by_candidate([r["id"] for r in found])
-        return [_summary(r, evals.get(r["id"], [])) for r in found]
+        rule = self.fitness_rule()
+        return [_summary(r, evals.get(r["id"], []), rule) for r in found]
 
     def summary(self, candidate_id: int) -> CandidateSummary:
         self.candidate(candidate_id)  # a clear error for an unknown id
         found = self._query("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
-        return _summary(found[0], self.evaluations(candidate_id))
+        return _summary(found[0], self.evaluations(candidate_id), self.fitness_rule())
+
+    def fitness_rule(self) -> tuple[str, float | None, float | None]:
+        """(eval.fitness, train.beta, target KL) of this run: how results at several betas become one fitness
+        (`discovery.inner_loop.sweep.sweep_fitness`); the target KL (matched_kl) is DPO's mean KL at train.beta."""
+        info = self.run_info()
+        config = (info.config if info else None) or {}
+        mode = (config.get("eval") or {}).get("fitness", "best_beta")
+        beta = (config.get("train") or {}).get("beta")
+        return mode, beta, self._dpo_kl(beta) if mode == "matched_kl" else None
+
+    def _dpo_kl(self, beta: float | None) -> float | None:
+        dpo = [c for c in self.candidates(origin=Origin.LIBRARY) if c.name == "dpo"]
+        kls = [e.result.metrics["kl"] for e in (self.evaluations(dpo[0].id, "full") if dpo else [])
+               if e.result.ok and "kl" in e.result.metrics and (beta is None or e.result.beta is None
+                                                             or abs(e.result.beta - beta) < 1e-9)]
+        return sum(kls) / len(kls) if kls else None
 
     def best(self, k: int = 1, include_baselines: bool = True) -> list[CandidateSummary]:
         """The top `k` of those that may be called best (`discovery.ranking`), best first."""
@@ -184,18 +201,24 @@ def _filter(sql: str, **columns: Any) -> tuple[str, list[Any]]:
     return (sql + (" WHERE " + " AND ".join(clauses) if clauses else "")), params
 
 
-def _summary(row: Any, evals: list[Evaluation]) -> CandidateSummary:
+def _summary(row: Any, evals: list[Evaluation], rule: tuple = ("best_beta", None, None)) -> CandidateSummary:
     candidate = rows.candidate_of(row)
     failed = sum(1 for e in evals if not e.result.ok)
     for fidelity in FIDELITY_ORDER:
-        values = [e.result.fitness for e in evals
-                  if e.result.fidelity == fidelity and e.result.ok and e.result.fitness is not None
-                  and math.isfinite(e.result.fitness)]
-        if values:
-            candidate.fitness = fitness_of(values)
-            candidate.metrics = _mean_metrics([e for e in evals if e.result.fidelity == fidelity and e.result.ok])
+        done = [e for e in evals if e.result.fidelity == fidelity and e.result.ok and e.result.fitness is not None
+                and math.isfinite(e.result.fitness)]
+        rated = sweep_fitness([e.result for e in done], *rule) if done else None  # one fitness over the betas
+        if rated is not None and rated.fitness is not None:
+            at = rated.beta  # metrics at the beta the fitness is measured at (all of them when pooled/matched)
+            candidate.fitness = rated.fitness
+            candidate.metrics = _mean_metrics([e for e in done if at is None or _at(e.result.beta, rule[1], at)])
             return CandidateSummary(candidate, row["stage"], fidelity, candidate.fitness, failed)
     return CandidateSummary(candidate, row["stage"], None, None, failed)
+
+
+def _at(beta: float | None, default: float | None, at: float) -> bool:
+    beta = beta if beta is not None else default
+    return beta is not None and abs(beta - at) < 1e-9
 
 
 def _mean_metrics(evals: list[Evaluation]) -> dict[str, float]:

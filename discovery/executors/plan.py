@@ -31,7 +31,8 @@ def first_stage(config: RunConfig) -> str:
     return SCREEN if config.eval.screen else FULL
 
 
-def stage_jobs(config: RunConfig, candidate_id: int, stage: str) -> list[Job]:
+def stage_jobs(config: RunConfig, candidate_id: int, stage: str, beta: float | None = None) -> list[Job]:
+    """The jobs of one stage; `beta` = where REEVAL confirms (the candidate's best beta of the sweep)."""
     e, base = config.eval, config.seed
     if stage == SCREEN:
         fid = Fidelity(name=SCREEN, steps_fraction=e.screen_steps_fraction)
@@ -40,7 +41,7 @@ def stage_jobs(config: RunConfig, candidate_id: int, stage: str) -> list[Job]:
         betas = e.betas or [None]
         return [Job(candidate_id, base + i, Fidelity(name=FULL, beta=b)) for b in betas for i in range(e.seeds)]
     if stage == REEVAL:
-        return [Job(candidate_id, base + e.seeds + i, Fidelity(name=FULL)) for i in range(e.reeval_seeds)]
+        return [Job(candidate_id, base + e.seeds + i, Fidelity(name=FULL, beta=beta)) for i in range(e.reeval_seeds)]
     return []
 
 
