@@ -80,7 +80,8 @@ class IsolatedEvaluator:
         self.limits = train_limits(self.task, rank_threads, self.processes)
         self.runner = IsolatedRunner(preload=PRELOAD, setup=SETUP_JOB, setup_payload={"config": self.worker_config.to_dict()},
                                      limits=self.limits, threads=rank_threads, env=env,
-                                     writable=(str(self.out_base),) if self.out_base else ())
+                                     writable=(str(self.out_base),) if self.out_base else (),
+                                     readable=paths.readable(self.worker_config))
 
     def evaluate(self, payload: dict[str, Any]) -> EvalResult:
         """payload: {"code", "seed", "fidelity": {...}, "candidate_id"?}; never raises for candidate faults."""

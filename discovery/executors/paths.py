@@ -43,3 +43,12 @@ def for_worker(config: RunConfig) -> RunConfig:
         if worker.task.options.get(key):
             worker.task.options[key] = str(Path(worker.task.options[key]).expanduser().absolute())
     return worker
+
+
+def readable(config: RunConfig) -> tuple[str, ...]:
+    """The folders a training worker reads: the task cache, the HF caches, and local model/data folders."""
+    found = [str(task_cache_root(config)), *hf_env().values()]
+    for name in (config.task.model, config.task.dataset, config.task.sft_dataset):
+        if name and Path(name).expanduser().exists():
+            found.append(str(Path(name).expanduser().absolute()))
+    return tuple(dict.fromkeys(found))

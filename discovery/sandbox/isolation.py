@@ -69,15 +69,18 @@ class SandboxStartError(RuntimeError):
     """The fork server could not be started."""
 
 
-def bwrap_command(scratch_base: str, writable: tuple[str, ...] = ()) -> list[str] | None:
+def bwrap_command(scratch_base: str, writable: tuple[str, ...] = (), readable: tuple[str, ...] = ()) -> list[str] | None:
     """The bubblewrap prefix for the server, or None when bubblewrap is missing or does not work here.
 
-    Everything is read-only except the scratch base and the `writable` folders (a training job's output dir).
+    Everything is read-only except the scratch base and the `writable` folders (a training job's output dir);
+    `readable` folders (the user's caches) are bound read-only explicitly, so they stay visible if the root
+    bind ever narrows.
     """
     exe = shutil.which("bwrap")
     if not exe or os.environ.get("DISCOVERY_SANDBOX_NO_BWRAP"):
         return None
-    binds = [arg for folder in writable for arg in ("--bind", folder, folder)]
+    binds = [arg for folder in readable for arg in ("--ro-bind-try", folder, folder)]
+    binds += [arg for folder in writable for arg in ("--bind", folder, folder)]
     cmd = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
            "--bind", scratch_base, scratch_base, *binds,
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -107,9 +110,11 @@ class IsolatedRunner:
 
     def __init__(self, preload: tuple[str, ...] = ("torch",), setup: str | None = None,
                  setup_payload: dict | None = None, limits: Limits | None = None, threads: int | None = None,
-                 start_timeout: float = 600.0, env: dict[str, str] | None = None, writable: tuple[str, ...] = ()):
+                 start_timeout: float = 600.0, env: dict[str, str] | None = None, writable: tuple[str, ...] = (),
+                 readable: tuple[str, ...] = ()):
         self.preload = tuple(preload)
         self.writable = tuple(os.path.abspath(w) for w in writable)  # besides scratch: folders jobs may write
+        self.readable = tuple(os.path.abspath(r) for r in readable)  # read-only for jobs (caches, models)
         self.env = dict(env or {})  # allowlisted variables to set in the server (e.g. CUDA_VISIBLE_DEVICES)
         self.setup = setup
         self.setup_payload = setup_payload or {}
@@ -131,7 +136,7 @@ class IsolatedRunner:
         config = {"preload": list(self.preload), "setup": self.setup, "setup_payload": self.setup_payload,
                   "scratch_base": self._scratch_base, "threads": self.threads,
                   "sys_path": import_path()}
-        prefix = bwrap_command(self._scratch_base, self.writable)
+        prefix = bwrap_command(self._scratch_base, self.writable, self.readable)
         cmd = (prefix or []) + [sys.executable, "-m", "discovery.sandbox.server", str(req_r), str(resp_w)]
         env = sandbox_env.scrubbed({**os.environ, **self.env})
         env["PYTHONPATH"] = os.pathsep.join(import_path())
