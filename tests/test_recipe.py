@@ -43,6 +43,7 @@ def fraction_changed(task, tmp_path) -> tuple[float, torch.dtype]:
     for name, p in trainer.model.named_parameters():
         changed += (p.detach() != start[name].detach()).sum().item()
         total += p.numel()
+    print(f"{dtype} weights: {changed:,} of {total:,} parameters changed")  # shown with pytest -s
     return changed / total, dtype
 
 
@@ -58,6 +59,7 @@ def test_bf16_training_at_lr_5e7_moves_nearly_every_weight(stand_ins, tmp_path, 
     assert frac > 0.9, f"only {frac:.1%} of the parameters moved"
     # the old recipe (bf16 weights updated by AdamW directly) fails the same check: the updates round away
     monkeypatch.setattr(recipe, "weights_dtype", lambda train, for_training=True: torch.bfloat16)
+    task.prepare()  # (its own cache: the reference is computed in the weights' dtype)
     old, dtype = fraction_changed(task, tmp_path)
     assert dtype == torch.bfloat16 and old < 0.1, f"{old:.1%}"
 
