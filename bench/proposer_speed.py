@@ -61,7 +61,7 @@ class Tally:
 def settings(config: RunConfig, lookup: int) -> dict[str, tuple[ServerOptions, int]]:
     p = config.proposer
     before = ServerOptions(n_ctx=p.context_window, n_threads=None, n_threads_batch=None, seed=p.seed,
-                           extra_bufts=True, logits_all=None, draft_tokens=0, verbose=True)
+                           extra_bufts=True, logits_all=None, draft_tokens=0, verbose=True, passive_wait=False)
     after = replace(server_options(p), verbose=True)
     return {"before": (before, 1024), "after": (after, p.max_tokens),
             "+lookup": (replace(after, draft_tokens=lookup), p.max_tokens)}

@@ -167,3 +167,34 @@ def _baselines_trained(run_dir: Path) -> int:
         return 0
     with Archive.open(run_dir, readonly=True) as archive:
         return sum(1 for s in archive.summaries(origin=Origin.LIBRARY) if s.fitness is not None)
+
+
+def test_the_default_server_settings():
+    from discovery.proposer.factory import server_options
+    from discovery.proposer.llamacpp_main import pop_flag
+    from discovery.proposer.llamacpp_server import usable_cores
+
+    p = RunConfig().proposer
+    args = server_options(p).arguments()
+    flags = dict(zip(args[::2], args[1::2], strict=True))
+    assert flags["--use_extra_bufts"] == "False" and flags["--logits_all"] == "False"
+    assert flags["--n_threads"] == flags["--n_threads_batch"] == str(max(1, usable_cores() // 2))
+    assert "--draft_model" not in flags
+    p.cpu_repack, p.draft_tokens, p.n_threads = True, 8, 3
+    flags = dict(zip(*[iter(server_options(p).arguments())] * 2, strict=True))
+    assert flags["--use_extra_bufts"] == "True" and flags["--n_threads"] == "3"
+    # llama-cpp-python sizes its logits buffer by the flag, yet a draft model needs every token's logits
+    assert flags["--draft_model"] == "prompt-lookup-decoding" and flags["--logits_all"] == "True"
+    assert pop_flag(["--model", "m", "--use_extra_bufts", "false", "--port", "1"]) == (False, ["--model", "m",
+                                                                                             "--port", "1"])
+    assert pop_flag(["--use_extra_bufts", "True"]) == (True, []) and pop_flag(["--model", "m"])[0] is False
+
+
+def test_the_server_threads_sleep_at_barriers_unless_the_user_says_otherwise(monkeypatch):
+    from discovery.proposer.llamacpp_server import ServerOptions
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert ServerOptions().environment() == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert ServerOptions(passive_wait=False).environment() == {}
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert ServerOptions().environment() == {}

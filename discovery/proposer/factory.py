@@ -57,7 +57,9 @@ def server_options(p: ProposerConfig):
     """The embedded server's settings (measured in bench/proposer_speed.py, see docs/proposers.md)."""
     from discovery.proposer.llamacpp_server import ServerOptions, usable_cores
 
-    threads = p.n_threads or usable_cores()
+    # Half the usable cores (the physical ones on SMT machines) for prompt and answer alike: the training
+    # workers share the CPU, and a llama.cpp thread waiting for a descheduled sibling stalls every step.
+    threads = p.n_threads or max(1, usable_cores() // 2)
     return ServerOptions(n_ctx=p.context_window, n_threads=threads, n_threads_batch=threads, seed=p.seed,
                          extra_bufts=p.cpu_repack, logits_all=False, draft_tokens=max(0, p.draft_tokens))
 

@@ -48,13 +48,20 @@ class ServerOptions:
 
     n_ctx: int = 8192
     n_threads: int | None = None  # generation threads; None: llama-cpp-python's default (half the cores)
-    n_threads_batch: int | None = None  # prompt-processing threads; None: all cores
+    n_threads_batch: int | None = None  # prompt-processing threads; None: llama-cpp-python's (all cores)
     seed: int = 0
     extra_bufts: bool = False  # llama.cpp weight repacking (AMX/AVX-512 buffer types): crashes some VMs
     logits_all: bool | None = False  # the server's default True computes the vocabulary logits of every prompt token
     draft_tokens: int = 0  # prompt-lookup decoding: tokens guessed from the prompt per step (0: off)
     cache: bool = False  # llama-cpp-python's RAM cache of prompt states (beyond the automatic prefix reuse)
     verbose: bool = False  # the server logs prefix-cache hits and timings (bench/proposer_speed.py reads them)
+    passive_wait: bool = True  # OpenMP threads sleep at barriers instead of spinning (busy CPUs: see docs)
+
+    def environment(self) -> dict[str, str]:
+        """Variables the server needs beyond the (secret-free) parent environment; the user's own win."""
+        if self.passive_wait and "OMP_WAIT_POLICY" not in os.environ:
+            return {"OMP_WAIT_POLICY": "PASSIVE"}
+        return {}
 
     def arguments(self) -> list[str]:
         args = ["--n_ctx", str(self.n_ctx), "--seed", str(self.seed), "--use_extra_bufts", str(self.extra_bufts)]
@@ -148,7 +155,8 @@ class LlamaCppServer:
 
     def _start(self) -> None:
         self.process = subprocess.Popen(self._command, stdin=subprocess.DEVNULL, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True, env=_child_env(),
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        env={**_child_env(), **self.options.environment()},
                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         try:
             self._wait_ready(self.start_timeout)
