@@ -56,7 +56,7 @@ class ProposerConfig:
     failures: int = 3
     replay_dir: str | None = None
     response_format: str = "auto"  # auto | json_schema | json_object | text (structured output where supported)
-    n_threads: int | None = None  # llamacpp: threads of the embedded server (None: every usable core)
+    n_threads: int | None = None  # llamacpp: threads of the embedded server (None: half the usable cores)
     cpu_repack: bool = False  # llamacpp: llama.cpp's weight repacking (AMX/AVX-512 buffers); crashes some VMs
     draft_tokens: int = 0  # llamacpp: prompt-lookup decoding, tokens guessed from the prompt per step (0: off)
     server_command: str | None = None  # llamacpp: what starts the server (default: python -m discovery...main)
