@@ -232,3 +232,31 @@ def test_gpu_layout_gives_each_worker_one_gpu_per_rank():
     assert layout.workers == 2 and layout.gpus == ("0,1", "2,3") and layout.threads_per_worker == 8
     with pytest.raises(ConfigError, match="processes_per_candidate"):
         plan_layout(ExecutorConfig(processes_per_candidate=8), cpus=16, gpus=("0", "1"))
+
+
+def test_training_limits_come_from_the_task_and_validation_keeps_its_own(stand_ins, tmp_path):
+    from discovery.executors.isolated import IsolatedEvaluator, train_limits
+    from discovery.inner_loop.task import get_task
+    from discovery.sandbox.isolation import Limits
+
+    def config(**sandbox):
+        return from_dict({
+            "task": {"name": "hf_dpo", "model": stand_ins["model"], "dataset": stand_ins["pairs"],
+                     "eval_split": "test", "cache_dir": str(tmp_path / "cache"), "options": {"scorer": "heldout"}},
+            "train": {"max_steps": 1, "per_device_train_batch_size": 4, "max_length": 48},
+            "sandbox": sandbox, "executor": {"checkpoint_dir": str(tmp_path / "ckpt")}})
+
+    hf = train_limits(get_task(config()), threads=1)
+    validation = Limits.from_config(config().sandbox)
+    assert hf.memory_mb == 0 and hf.file_mb >= 1024 * 1024 and hf.wall_seconds >= 3600 and hf.open_files >= 4096
+    assert (validation.memory_mb, validation.file_mb, validation.wall_seconds) == (2048, 16, 20.0)
+    synthetic = train_limits(get_task(from_dict({"task": {"name": "synthetic"}})), threads=1)
+    assert synthetic.wall_seconds == 600 and synthetic.file_mb == 16
+    # an override reaches the training ranks: no file may be written, so saving the checkpoint fails
+    tight = config(train_file_mb=0)
+    get_task(tight).prepare()
+    with IsolatedEvaluator(tight, threads=1) as evaluator:
+        assert evaluator.limits.file_mb == 0
+        result = evaluator.evaluate({"code": library.get("dpo").code, "seed": 0,
+                                     "fidelity": {"name": "full", "steps_fraction": 1.0, "beta": None}})
+    assert not result.ok and "too large" in result.reason.lower(), result.reason
