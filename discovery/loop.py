@@ -27,7 +27,7 @@ from discovery.executors import Executor
 from discovery.executors.plan import FULL, REEVAL, SCREEN, Job, baseline_jobs, first_stage, stage_jobs
 from discovery.inner_loop.sweep import sweep_fitness
 from discovery.inner_loop.task import TaskInfo
-from discovery.proposer.base import Proposal, Proposer
+from discovery.proposer.base import Proposal, Proposer, paid_calls
 from discovery.proposer.novelty import KnownLoss, duplicate_of
 from discovery.selection import SelectionStrategy
 
@@ -89,6 +89,8 @@ class DiscoveryLoop:
         self._seed_baselines()
         self._requeue_unfinished()
         self.proposer.resume([c for c in self.archive.candidates() if c.origin != Origin.LIBRARY])
+        spent = self.archive.usage()
+        self.proposer.count_spent(spent.cost_usd, spent.tokens)  # earlier sessions count toward the caps
         while True:
             self._check_budget()
             self._start_proposals()
@@ -175,6 +177,7 @@ class DiscoveryLoop:
         try:
             proposal: Proposal = future.result()
         except Exception as exc:  # the proposer cannot go on (endpoint down, budget cap, ...)
+            self.archive.add_llm_calls(paid_calls(exc))  # what it bought before failing still counts
             self.error = f"proposer: {exc}"
             self.stop_reason = self.stop_reason or self.error
             self.archive.log_event("error", self.error)

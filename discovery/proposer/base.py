@@ -31,6 +31,16 @@ class ProposerError(DiscoveryError):
     """The proposer cannot go on (endpoint unreachable after retries, no model, ...)."""
 
 
+def attach_paid_calls(exc: BaseException, calls: list[LLMCall]) -> None:
+    """Mark a failed `propose` with the calls it had already paid for, so the caller can store them."""
+    exc.paid_calls = tuple(calls)  # type: ignore[attr-defined]
+
+
+def paid_calls(exc: BaseException) -> list[LLMCall]:
+    """The LLM calls a failed `propose` had already paid for (empty when it bought none)."""
+    return list(getattr(exc, "paid_calls", ()))
+
+
 @dataclass
 class ProposalContext:
     """What the archive knows, already ranked and bounded by the caller (see proposer.context)."""
@@ -121,6 +131,10 @@ class Proposer(ABC):
 
     def stop_reason(self) -> str | None:
         """Why no new proposal should be started (budget cap reached, replay list done), or None."""
+        return None
+
+    def count_spent(self, cost_usd: float, tokens: int) -> None:
+        """A resumed run tells the proposer what earlier sessions spent, so its budget caps stay exact."""
         return None
 
     def resume(self, stored: list[Candidate]) -> None:

@@ -16,6 +16,7 @@ from discovery.proposer.base import (
     Proposer,
     ProposerError,
     Validator,
+    attach_paid_calls,
     prompt_hash,
 )
 from discovery.proposer.client import ChatClient, ChatReply, estimate_tokens
@@ -68,12 +69,16 @@ class LLMProposer(Proposer):
         for index in range(1 + max(0, self.config.max_fix_attempts)):
             if index and self.ledger.exceeded():
                 break
+            reply = None
             try:
                 reply = self.client.complete(messages)
-            except ProposerError as exc:
+                attempt, report = self._judge(index, messages, reply, context)
+            except Exception as exc:  # what was bought before the failure is still stored (the loop reads it)
+                if reply is not None:
+                    calls.append(self._call(messages, reply, "error"))
                 exc.attempts = attempts  # type: ignore[attr-defined]
+                attach_paid_calls(exc, calls)
                 raise
-            attempt, report = self._judge(index, messages, reply, context)
             calls.append(attempt.call)
             attempts.append(attempt)
             if attempt.verdict == "valid":
@@ -103,16 +108,24 @@ class LLMProposer(Proposer):
                     verdict = "duplicate"
                     reason = (f"it trains exactly like the known loss `{original.name}` (the same gradients, up to "
                               "a constant added or a constant factor), so it is not new")
-        phash = prompt_hash(messages)
-        call = LLMCall(model=self.config.model, prompt_hash=phash, prompt_tokens=reply.prompt_tokens,
+        call = self._call(messages, reply, verdict)
+        attempt = Attempt(index=index, kind="fix" if index else "propose", prompt_hash=call.prompt_hash,
+                          reply=reply.text, verdict=verdict, reason=reason, name=found.name, code=found.code,
+                          thought=found.thought,
+                          call=call, fingerprint=getattr(report, "fingerprint", None), edits=edits)
+        return attempt, report
+
+    def _call(self, messages, reply: ChatReply, verdict: str) -> LLMCall:
+        """The accounting record of one answered request, counted in the ledger."""
+        call = LLMCall(model=self.config.model, prompt_hash=prompt_hash(messages), prompt_tokens=reply.prompt_tokens,
                        completion_tokens=reply.completion_tokens, latency_s=reply.latency_s,
                        cost_usd=self.prices.cost(self.config.model, reply.prompt_tokens, reply.completion_tokens),
                        verdict=verdict, reply=reply.text, finish_reason=reply.finish_reason)
         self.ledger.record(call)
-        attempt = Attempt(index=index, kind="fix" if index else "propose", prompt_hash=phash, reply=reply.text,
-                          verdict=verdict, reason=reason, name=found.name, code=found.code, thought=found.thought,
-                          call=call, fingerprint=getattr(report, "fingerprint", None), edits=edits)
-        return attempt, report
+        return call
+
+    def count_spent(self, cost_usd: float, tokens: int) -> None:
+        self.ledger.add_spent(cost_usd, tokens)
 
     def _candidate(self, context: ProposalContext, attempts: list[Attempt], report) -> Candidate:
         last = attempts[-1]
