@@ -107,3 +107,39 @@ def test_paired_ignores_unpaired_seeds_and_handles_tiny_samples():
     one = paired({0: 1.0}, {0: 0.0})
     assert one.n == 1 and not one.beats and math.isnan(one.p_value)
     assert paired({0: 1.0, 1: 1.0}, {0: 0.5, 1: 0.5}).beats  # identical differences: no doubt
+
+
+# ---------------------------------------------------------------- the rule where the loop and archive use it
+
+@pytest.mark.parametrize("mode", ["best_beta", "pooled", "matched_kl"])
+def test_archive_scores_a_swept_candidate_by_the_runs_fitness_rule(tmp_path, mode):
+    from discovery.archive import Archive
+    from discovery.candidate import Candidate, Origin, Status
+
+    table = {0.05: [(-0.9, 6.0), (-0.8, 6.0)], 0.1: [(-0.7, 4.0), (-0.72, 4.0)], 0.2: [(-0.8, 2.0), (-0.8, 2.0)]}
+    with Archive.open(tmp_path) as archive:
+        archive.start_run({"eval": {"fitness": mode}, "train": {"beta": 0.1}}, "synthetic", "key")
+        ids = {}
+        for name in ("dpo", "mine"):
+            ids[name] = archive.add_candidate(Candidate(name=name, code=f"def {name}(a, b, c, d, beta):\n    return a\n",
+                                                        origin=Origin.LIBRARY if name == "dpo" else Origin.LLM,
+                                                        status=Status.QUEUED))
+            for r in _sweep(table):
+                archive.add_evaluation(ids[name], r)
+        s = archive.summary(ids["mine"])
+    if mode == "best_beta":  # the fitness and metrics of beta 0.1, not the pool of all six runs
+        assert s.fitness.n == 2 and abs(s.fitness.mean + 0.71) < 1e-12 and s.candidate.metrics["kl"] == 4.0
+    elif mode == "pooled":
+        assert s.fitness.n == 6 and abs(s.fitness.mean - sum(f for rows in table.values() for f, _ in rows) / 6) < 1e-12
+    else:  # DPO's KL at train.beta is 4.0: the frontier's reward there
+        assert s.fitness.n == 2 and abs(s.fitness.mean + 0.71) < 1e-12
+
+
+def test_reeval_confirms_at_the_given_beta_on_fresh_seeds():
+    from discovery.config import load_config
+    from discovery.executors.plan import REEVAL, stage_jobs
+
+    config = load_config(None, ["eval.seeds=3", "eval.reeval_seeds=2", "eval.betas=[0.05, 0.1, 0.2]"])
+    jobs = stage_jobs(config, 7, REEVAL, beta=0.2)
+    assert [(j.seed, j.fidelity.beta) for j in jobs] == [(3, 0.2), (4, 0.2)]
+    assert {j.fidelity.beta for j in stage_jobs(config, 7, REEVAL)} == {None}  # no sweep: train.beta
