@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,10 @@ from discovery.archive import Archive
 from discovery.inspect import figures
 from discovery.inspect.best import winner
 from discovery.inspect.curves import CurveSet, sandbox_curves, with_dpo
+from discovery.inspect.table import table_context
 from discovery.inspect.views import (
     CandidateRow,
     candidate_rows,
-    format_fitness,
-    format_number,
     per_beta,
     sort_rows,
     train_beta,
@@ -67,7 +65,7 @@ def report_context(archive: Archive, run_dir: str, curves: int, runner=None) -> 
             if calls else None,
         },
         "curve_problems": curve_set.problems, "curve_labels": list(curve_set.curves),
-        "table": [_table_row(r) for r in sort_rows(rows, "fitness", archive.needs_reeval())],
+        **table_context(sort_rows(rows, "fitness", archive.needs_reeval())),  # paged: see inspect/table.py
         "config_text": _config_text(config),
     }
 
@@ -94,21 +92,6 @@ def _frontier(archive: Archive, rows: list[CandidateRow], top: list[CandidateRow
         if len(pts) > 1:
             out[r.name if r.baseline else _label(r)] = pts
     return out
-
-
-def _table_row(r: CandidateRow) -> dict[str, Any]:
-    half = (r.ci_high - r.ci_low) / 2 if r.ci_low is not None and r.ci_high is not None else None
-    return {
-        "row": r, "fitness": format_number(r.fitness, 4), "ci": format_number(half, 4),
-        "lcb": format_number(r.lcb, 4), "kl": format_number(r.kl), "heldout": format_number(r.heldout_accuracy),
-        "sort": {"fitness": _num(r.fitness), "ci": _num(half), "lcb": _num(r.lcb), "kl": _num(r.kl),
-                 "heldout": _num(r.heldout_accuracy)},
-        "fitness_text": format_fitness(r),
-    }
-
-
-def _num(value: float | None) -> str:
-    return "" if value is None or not math.isfinite(value) else repr(float(value))
 
 
 def _counts(rows: list[CandidateRow]) -> dict[str, int]:
