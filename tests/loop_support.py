@@ -16,7 +16,7 @@ from discovery.config import RunConfig
 from discovery.executors import Executor
 from discovery.executors.layout import Layout
 from discovery.inner_loop.task import Fidelity, TaskInfo
-from discovery.proposer.base import Proposal, ProposalContext, Proposer
+from discovery.proposer.base import LLMCall, Proposal, ProposalContext, Proposer, ProposerError
 
 TASK = TaskInfo("synthetic", "a toy preference task", "held-out preference accuracy", 0.1, "cheap")
 
@@ -74,8 +74,9 @@ class ScriptedProposer(Proposer):
 
     name = "scripted"
 
-    def __init__(self, names: list[str]):
+    def __init__(self, names: list[str], cost_usd: float = 0.0, tokens: int = 0):
         self.names = list(names)
+        self.cost_usd, self.tokens = cost_usd, tokens  # what each proposal's one LLM call costs
         self.proposed: list[str] = []
         self.contexts: list[ProposalContext] = []
         self.resumed: list[Candidate] | None = None
@@ -85,9 +86,14 @@ class ScriptedProposer(Proposer):
         self.contexts.append(context)
         name = self.names[len(self.proposed)]
         self.proposed.append(name)
+        if name.startswith("raise"):
+            raise ProposerError(f"endpoint gone ({name})")
+        call = LLMCall(model="m", prompt_hash="h", prompt_tokens=self.tokens, completion_tokens=0, latency_s=0.0,
+                       cost_usd=self.cost_usd, verdict="valid")
         return Proposal(Candidate(name=name, code=loss_code(name, len(self.proposed)), origin=Origin.LLM,
                                   proposer=self.name, generation=context.generation, status=Status.PROPOSED,
-                                  parent_ids=tuple(c.id for c in context.parents if c.id is not None)))
+                                  parent_ids=tuple(c.id for c in context.parents if c.id is not None)),
+                        calls=[call])
 
     def stop_reason(self) -> str | None:
         return "scripted proposals done" if len(self.proposed) >= len(self.names) else None
