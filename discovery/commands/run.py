@@ -200,7 +200,7 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, quiet: bool, consol
             console.print(f"proposer {config.proposer.backend}: checking that the LLM answers...")
         proposer.probe()
     cache = BaselineCache(default_root(config.task.cache_dir), config.task.name, task.cache_key(),
-                          config.train.__dict__)
+                          {**config.train.__dict__, **task.score_key()})  # (the judge too: no stale scores)
     stack.callback(cache.close)
     progress = stack.enter_context(QuietProgress() if quiet else LiveProgress(console))
     loop = DiscoveryLoop(config, archive, task.info(), proposer, executor, make_selection(config), cache, progress,
