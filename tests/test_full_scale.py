@@ -260,3 +260,23 @@ def test_training_limits_come_from_the_task_and_validation_keeps_its_own(stand_i
         result = evaluator.evaluate({"code": library.get("dpo").code, "seed": 0,
                                      "fidelity": {"name": "full", "steps_fraction": 1.0, "beta": None}})
     assert not result.ok and "too large" in result.reason.lower(), result.reason
+
+
+def test_a_second_run_with_another_judge_scores_the_baselines_again(stand_ins, mtbench_dir, judge, tmp_path):
+    env = fresh_home_env(tmp_path)
+    first = run_cli("run", "--run-dir", str(tmp_path / "run1"), *run_settings(stand_ins, mtbench_dir, judge, 1),
+                    env=env, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    asked_first = len(judge.chat_requests)
+    with ScriptedOpenAIServer(default=lambda body: Reply(f"Rating: [[{rating(body)}]]"), api_key=SECRET) as other:
+        second = run_cli("run", "--run-dir", str(tmp_path / "run2"), *run_settings(stand_ins, mtbench_dir, other, 1),
+                         env=env, timeout=900)
+        asked_second = len(other.chat_requests)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert len(judge.chat_requests) == asked_first  # the first judge is not asked again
+    with Archive.open(tmp_path / "run2", readonly=True) as archive:
+        results = {c.name: [e.result for e in archive.evaluations(c.id)] for c in archive.candidates()}
+    for name in ("dpo", "ipo"):  # not served from the baseline cache of the first judge's run
+        (r,) = results[name]
+        assert r.metrics["mtbench/rated"] == 4 and r.metrics["mtbench/cache_hits"] < 4
+    assert asked_second == sum(4 - r.metrics["mtbench/cache_hits"] for rs in results.values() for r in rs) > 0

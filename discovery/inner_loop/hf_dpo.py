@@ -182,6 +182,15 @@ class HFDPOTask(Task):
         return train_resources(self.config, TrainResources(wall_seconds=24 * 3600.0, memory_mb=0,
                                                            file_mb=1024 * 1024, open_files=4096))
 
+    def score_key(self) -> dict:
+        """The scorer's identity: a cached baseline scored by another judge (or questions) is not reused."""
+        e = self.config.eval
+        key: dict = {"options": self.config.task.options}
+        if self.scorer == "mtbench":
+            key["mtbench"] = [e.judge.model, e.judge.base_url, e.mtbench_source, e.mtbench_questions,
+                              e.mtbench_max_new_tokens, e.mtbench_backend]
+        return key
+
     def train_checkpoint(self, code: str, seed: int, fidelity: Fidelity, out_dir: str) -> TrainedCheckpoint:
         """Train one candidate (as one rank, when the worker starts several) and save it to out_dir/checkpoint."""
         from discovery.inner_loop import hf_checkpoint

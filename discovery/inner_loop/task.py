@@ -96,6 +96,10 @@ class Task(ABC):
                                                            self.config.sandbox.max_file_mb,
                                                            self.config.sandbox.max_open_files))
 
+    def score_key(self) -> dict:
+        """What determines a score beyond cache_key and train.* (judge, questions): cached baselines match it too."""
+        return {}
+
     def train_checkpoint(self, code: str, seed: int, fidelity: Fidelity, out_dir: str) -> TrainedCheckpoint:
         """Train one candidate and save it under `out_dir`. Runs candidate code (isolated worker only)."""
         raise NotImplementedError(f"task {self.name} trains and scores in one step (evaluate)")
