@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "discovery.commands.mtbench",
     "discovery.commands.archive",
     "discovery.commands.report",
+    "discovery.commands.runs",
     "discovery.commands.export",
 ]
 

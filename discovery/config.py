@@ -169,6 +169,8 @@ class RunConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     run_dir: str | None = None  # None = runs/<timestamp>
     seed: int = 0
+    # trackers, as TRL's report_to: none | all | tensorboard | wandb (discovery.tracking)
+    report_to: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,6 +19,7 @@ from discovery.errors import ConfigError, DiscoveryError
 SHORTCUTS = {  # flag dest -> config key
     "task": "task.name", "proposer": "proposer.backend", "model": "proposer.model", "proposals": "budget.proposals",
     "seeds": "eval.seeds", "workers": "executor.workers", "executor": "executor.name",
+    "report_to": "report_to",
 }
 
 
@@ -34,6 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, metavar="N", help="evaluation workers")
     p.add_argument("--executor", choices=["local", "ray"], help="where evaluations run")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run in RUN_DIR")
+    p.add_argument("--report-to", nargs="+", metavar="TRACKER",
+                   help="experiment trackers, as TRL's report_to: none, all, tensorboard, wandb")
     p.add_argument("--quiet", "-q", action="store_true", help="no live progress; only the final summary")
     p.set_defaults(func=run_command)
 
@@ -143,21 +146,13 @@ def run_command(args) -> int:
 
     quiet_third_party_progress()  # before the task and the workers import datasets/transformers
     config, run_dir, resuming = resolve(args)
-    check(config)
-    prepare_run_dir(run_dir)
     from rich.console import Console
 
-    from discovery.commands.run_progress import closing_lines, summary_table
+    from discovery.commands.run_progress import LiveProgress, QuietProgress, closing_lines, summary_table
 
     console = Console(stderr=True)
-    with ExitStack() as stack:
-        stack.enter_context(RunDirLock(run_dir))
-        handler = open_log(run_dir)
-        stack.callback(logging.getLogger("discovery").removeHandler, handler)
-        if not args.quiet:
-            console.print(f"run directory: {run_dir}" + (" (resumed)" if resuming else ""))
-        check_proposer(config)
-        result, top = _run(config, run_dir, stack, args.quiet, console, resuming)
+    progress = QuietProgress() if args.quiet else LiveProgress(console)
+    result, top = execute(config, run_dir, resuming, progress, announce=None if args.quiet else console.print)
     out = Console()
     if not args.quiet:
         out.print(summary_table(result, top))
@@ -168,8 +163,28 @@ def run_command(args) -> int:
     return 0
 
 
-def _run(config: RunConfig, run_dir: Path, stack: ExitStack, quiet: bool, console, resuming: bool):
-    from discovery.commands.run_progress import LiveProgress, QuietProgress
+def execute(config: RunConfig, run_dir: Path, resuming: bool, progress, on_event=None, announce=None):
+    """THE run path of `discovery run` and `discovery.run()`: checks, lock, log, then the loop.
+
+    `progress` is the live display (LiveProgress / QuietProgress), `on_event` gets every archive event as
+    it is written, `announce` prints start-up lines (None = silent). Returns (LoopResult, leaderboard).
+    """
+    from discovery import tracking
+
+    check(config)
+    tracking.resolve(config.report_to)  # an unknown or missing tracker fails before anything starts
+    prepare_run_dir(run_dir)
+    announce = announce or (lambda _line: None)
+    with ExitStack() as stack:
+        stack.enter_context(RunDirLock(run_dir))
+        handler = open_log(run_dir)
+        stack.callback(logging.getLogger("discovery").removeHandler, handler)
+        announce(f"run directory: {run_dir}" + (" (resumed)" if resuming else ""))
+        check_proposer(config)
+        return _run(config, run_dir, stack, progress, announce, resuming, on_event)
+
+
+def _run(config: RunConfig, run_dir: Path, stack: ExitStack, progress, announce, resuming: bool, on_event=None):
     from discovery.executors import make_executor
     from discovery.inner_loop.task import get_task
     from discovery.loop import DiscoveryLoop
@@ -177,11 +192,12 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, quiet: bool, consol
     from discovery.sandbox import validate
     from discovery.sandbox.isolation import IsolatedRunner
     from discovery.selection import make_selection
+    from discovery.tracking import make_trackers
+    from discovery.tracking.observer import RunObserver
 
     log = logging.getLogger("discovery.run")
     task = get_task(config)
-    if not quiet:
-        console.print(f"task {config.task.name}: preparing (cached after the first run)...")
+    announce(f"task {config.task.name}: preparing (cached after the first run)...")
     task.prepare(None)
     # Isolated workers start before the proposer reads any API key (they get a scrubbed environment).
     validation_runner = stack.enter_context(IsolatedRunner(threads=1))
@@ -196,14 +212,15 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, quiet: bool, consol
 
     proposer = stack.enter_context(make_proposer(config, validator))
     if config.proposer.backend == "llamacpp":  # fail fast: one token now, not an error after the baselines
-        if not quiet:
-            console.print(f"proposer {config.proposer.backend}: checking that the LLM answers...")
+        announce(f"proposer {config.proposer.backend}: checking that the LLM answers...")
         proposer.probe()
     cache = BaselineCache(default_root(config.task.cache_dir), config.task.name, task.cache_key(),
                           {**config.train.__dict__, **task.score_key()})  # (the judge too: no stale scores)
     stack.callback(cache.close)
-    progress = stack.enter_context(QuietProgress() if quiet else LiveProgress(console))
-    loop = DiscoveryLoop(config, archive, task.info(), proposer, executor, make_selection(config), cache, progress,
+    progress = stack.enter_context(progress)
+    trackers = make_trackers(config.report_to, run_dir, config.to_dict())
+    observer = stack.enter_context(RunObserver(archive, progress, on_event, trackers))  # closed before the archive
+    loop = DiscoveryLoop(config, archive, task.info(), proposer, executor, make_selection(config), cache, observer,
                          validator=validator)
     result = loop.run()
     return result, archive.leaderboard(k=10)  # table order: its first row is result.best (discovery.ranking)
