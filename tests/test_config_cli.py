@@ -13,9 +13,12 @@ def test_defaults_need_no_file():
     config = load_config()
     assert isinstance(config, RunConfig)
     assert config.task.name == "synthetic" and config.proposer.backend == "llamacpp"
-    for section in ("task", "proposer", "sandbox", "train", "eval", "executor", "budget"):
-        assert hasattr(config, section)
-    assert config.run_dir is None
+    # the defaults the README promises: ~15 min synthetic run, 3 seeds re-evaluated on 5 fresh ones
+    assert config.budget.wall_time == 900.0 and config.budget.proposals == 20
+    assert (config.eval.seeds, config.eval.reeval_seeds, config.eval.screen) == (3, 5, True)
+    assert config.eval.baselines == ["dpo", "slic", "ipo", "lrml"] and config.executor.name == "local"
+    assert config.train.beta == 0.1 and config.run_dir is None
+    assert load_config(None, []).to_dict() == RunConfig().to_dict()  # no file and no override: the defaults
 
 
 def test_yaml_then_overrides(tmp_path):

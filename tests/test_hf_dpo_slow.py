@@ -97,5 +97,6 @@ def test_real_05b_lora_dpo_scored_by_a_llama_cpp_judge(test_gguf, llama_judge, t
     assert result.ok, result.reason
     assert result.metrics["mtbench/rated"] + result.metrics["mtbench/missing"] == 4
     assert result.metrics["heldout/n"] == 4
-    if result.fitness is not None:
-        assert 1.0 <= result.fitness <= 10.0
+    # a run where the judge rated nothing has measured nothing: at least one rating, and a fitness from them
+    assert result.metrics["mtbench/rated"] >= 1, report
+    assert result.fitness is not None and 1.0 <= result.fitness <= 10.0, report

@@ -10,6 +10,7 @@ import pytest
 from loop_support import TASK, ScriptedProposer, TableExecutor, fast_config, loss_code
 
 from discovery.archive import Archive
+from discovery.archive.baseline_cache import BaselineCache
 from discovery.candidate import Candidate, EvalResult, Origin, Status
 from discovery.loop import DiscoveryLoop
 from discovery.selection import TopKRecent
@@ -135,3 +136,21 @@ def test_resume_requeues_unfinished_candidates_and_runs_only_the_missing_jobs(tm
         assert executor.seeds_of("half") == [1] and executor.seeds_of("dpo") == []  # only what was missing
         assert proposer.proposed == ["half", "fresh"] and s["half"].candidate.status == Status.EVALUATED
         assert s["half"].fitness.n == 2 and result.unfinished == []
+
+
+def test_a_second_run_takes_the_baselines_from_the_cache_without_training_them(tmp_path):
+    config = fast_config(screen=True, reeval_seeds=0)
+    config.budget.proposals = 0
+    executors = []
+    for name in ("run1", "run2"):
+        cache = BaselineCache(tmp_path / "cache", "synthetic", "k", vars(config.train))
+        executor = TableExecutor({"dpo": [0.5, 0.52]}, workers=1)
+        with Archive.open(tmp_path / name) as archive:
+            archive.start_run(config.to_dict(), "synthetic", "k")
+            DiscoveryLoop(config, archive, TASK, ScriptedProposer([]), executor, TopKRecent(), cache).run()
+            values = sorted((e.result.seed, e.result.fidelity, e.result.fitness) for e in archive.evaluations())
+        cache.close()
+        executors.append((executor, values))
+    (first, v1), (second, v2) = executors
+    assert first.seeds_of("dpo") == [0, 0, 1] and second.jobs == []  # screen seed 0, full seeds 0 and 1
+    assert v1 == v2 and len(v2) == 3

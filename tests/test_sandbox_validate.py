@@ -23,9 +23,12 @@ CONFIG = SandboxConfig(timeout=8.0)
 
 @pytest.fixture(scope="module")
 def runner():
-    os.environ["OPENAI_API_KEY"] = "sk-validate-secret"
-    with validation_runner() as r:
-        yield r
+    # the runner starts in a process holding a key (the hostile `read_env` candidate must not see it); set for
+    # this module only, so it does not leak into later tests
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENAI_API_KEY", "sk-validate-secret")
+        with validation_runner() as r:
+            yield r
 
 
 @pytest.fixture(scope="module")
