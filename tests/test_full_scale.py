@@ -280,3 +280,26 @@ def test_a_second_run_with_another_judge_scores_the_baselines_again(stand_ins, m
         (r,) = results[name]
         assert r.metrics["mtbench/rated"] == 4 and r.metrics["mtbench/cache_hits"] < 4
     assert asked_second == sum(4 - r.metrics["mtbench/cache_hits"] for rs in results.values() for r in rs) > 0
+
+
+def test_gpu_device_nodes_and_caches_are_bound_into_the_sandbox(monkeypatch, tmp_path):
+    """bubblewrap's fresh /dev has no /dev/nvidia*: they are bound in (stand-in: a device node bubblewrap's /dev
+    lacks), the caches read-only, the scratch and output dirs writable."""
+    import subprocess
+
+    from discovery.sandbox import isolation
+
+    if not os.path.exists("/dev/cpu_dma_latency"):
+        pytest.skip("no stand-in device node on this host")
+
+    monkeypatch.setattr(isolation, "gpu_devices", lambda: ["/dev/cpu_dma_latency"])
+    cache, scratch, out = tmp_path / "cache", tmp_path / "cache" / "scratch", tmp_path / "out"
+    for folder in (cache, scratch, out):
+        folder.mkdir(parents=True, exist_ok=True)
+    prefix = isolation.bwrap_command(str(scratch), (str(out),), (str(cache),))
+    if prefix is None:
+        pytest.skip("bubblewrap is not usable here")
+    script = (f"test -c /dev/cpu_dma_latency && touch {scratch}/a {out}/b && echo writable; "
+              f"touch {cache}/c 2>/dev/null || echo cache-read-only")
+    done = subprocess.run(prefix + ["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["writable", "cache-read-only"], done.stderr

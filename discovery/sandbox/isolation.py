@@ -79,10 +79,11 @@ def bwrap_command(scratch_base: str, writable: tuple[str, ...] = (), readable: t
     exe = shutil.which("bwrap")
     if not exe or os.environ.get("DISCOVERY_SANDBOX_NO_BWRAP"):
         return None
-    binds = [arg for folder in readable for arg in ("--ro-bind-try", folder, folder)]
-    binds += [arg for folder in writable for arg in ("--bind", folder, folder)]
-    cmd = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-           "--bind", scratch_base, scratch_base, *binds,
+    devices = [arg for device in gpu_devices() for arg in ("--dev-bind-try", device, device)]
+    reads = [arg for folder in readable for arg in ("--ro-bind-try", folder, folder)]
+    writes = [arg for folder in writable for arg in ("--bind", folder, folder)]  # after reads: they win inside
+    cmd = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *devices, *reads,
+           "--bind", scratch_base, scratch_base, *writes,
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--"]
     try:
@@ -90,6 +91,13 @@ def bwrap_command(scratch_base: str, writable: tuple[str, ...] = (), readable: t
     except (OSError, subprocess.TimeoutExpired):
         return None
     return cmd if probe.returncode == 0 else None
+
+
+def gpu_devices() -> list[str]:
+    """The GPU device nodes (NVIDIA, ROCm): bubblewrap's fresh /dev lacks them, and CUDA would be absent."""
+    import glob
+
+    return sorted(glob.glob("/dev/nvidia*")) + [d for d in ("/dev/kfd", "/dev/dri") if os.path.exists(d)]
 
 
 def import_path() -> list[str]:
