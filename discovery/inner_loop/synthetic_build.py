@@ -105,8 +105,9 @@ def label_stats(opts: SyntheticOptions, gold_chosen, gold_rejected) -> dict[str,
 
     Each pair's label follows the better completion with probability q = (1 - noise) s + noise (1 - s),
     s = sigmoid(|r_a - r_b| / T). Two labellers drawn this way agree with probability q^2 + (1 - q)^2: the
-    inter-annotator agreement (InstructGPT: 72.6% +- 1.5% among training labelers; AlpacaFarm: 65.7% among
-    humans; see docs/tasks.md). `near_ties` = share of pairs whose label is closer to a coin flip than 60/40.
+    inter-annotator agreement (reported for human preference sets: InstructGPT 72.6% +- 1.5% among training
+    labelers, AlpacaFarm ~66% among humans; sources in docs/tasks.md). `near_ties` = share of pairs whose
+    label is closer to a coin flip than 60/40.
     """
     gap = (torch.as_tensor(gold_chosen) - torch.as_tensor(gold_rejected)).abs()
     s = torch.sigmoid(gap / opts.bt_temperature)
