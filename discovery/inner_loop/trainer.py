@@ -22,6 +22,9 @@ API
   chunked fused head costs 2.4x per step there) and TRL's fused head on CUDA (saves logits memory).
 - Logged per step (TRL's names): loss, rewards/{chosen,rejected,accuracies,margins}, logps/{chosen,rejected},
   mean_token_accuracy (top-1 accuracy on chosen completion tokens).
+- The candidate runs under `discovery.sandbox.consistency.TrainingGuard` (`guard=True`): inputs edited in
+  place or aliased, a call over `call_seconds`, a loss that differs without gradients or (beyond batch
+  statistics) with the batch size stops training like a NaN, with the rule in the reason.
 - A non-finite loss, or a non-finite gradient of the loss w.r.t. the summed log-probs (a backward hook: the
   candidate's own gradient, where a loss can turn NaN/Inf), stops training before the optimizer step:
   `run()` returns ok=False with the step and the reason.
@@ -40,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+from discovery.sandbox.consistency import Inconsistent, TrainingGuard
 
 LossFn = Callable[..., torch.Tensor]
 TOKENIZED = ("prompt_ids", "chosen_ids", "rejected_ids")
@@ -124,8 +129,10 @@ def reference_logps(model, dataset, pad_token_id: int, batch_size: int = 64, max
 class CandidateDPOTrainer(DPOTrainer):
     """DPOTrainer whose loss is `loss_fn`, fed precomputed reference log-probs."""
 
-    def __init__(self, *args, loss_fn: LossFn, fused_lm_head: bool | None = None, **kwargs):
-        self.loss_fn = loss_fn
+    def __init__(self, *args, loss_fn: LossFn, fused_lm_head: bool | None = None, guard: bool = True,
+                 call_seconds: float = 5.0, **kwargs):
+        # the sandbox's training guard: purity, a per-call time limit, same behaviour as in the checks
+        self.loss_fn = TrainingGuard(loss_fn, call_seconds) if guard else loss_fn
         self.reference_forward_passes = 0
         self._fused = torch.cuda.is_available() if fused_lm_head is None else fused_lm_head
         super().__init__(*args, **kwargs)
@@ -214,6 +221,10 @@ class CandidateDPOTrainer(DPOTrainer):
         except NonFiniteError as exc:
             return TrainOutcome(False, exc.step, str(exc), self._window(), self._history(),
                                 time.perf_counter() - start)
+        except Inconsistent as exc:  # the candidate misbehaved in training (guard), reported like NaN
+            step = self.state.global_step + 1
+            return TrainOutcome(False, step, f"[{exc.rule}] {exc.message} at step {step}", self._window(),
+                                self._history(), time.perf_counter() - start)
         return TrainOutcome(True, self.state.global_step, "", self._window(), self._history(),
                             time.perf_counter() - start)
 

@@ -189,11 +189,23 @@ def check_speed(fn: Callable, max_seconds: float, seconds: float) -> float:
     return took
 
 
+def check_consistent(fn: Callable, seconds: float) -> None:
+    """Same per-pair loss with and without grad and at B in 8..256 (beyond batch statistics)."""
+    from discovery.sandbox.consistency import Inconsistent
+    from discovery.sandbox.consistency import check_consistent as consistent
+
+    try:
+        consistent(fn, make_inputs, lambda f, inputs, beta: call(f, inputs, beta, seconds))
+    except Inconsistent as exc:
+        raise CheckFailure(exc.rule, exc.message) from None
+
+
 def run_unit_checks(fn: Callable, max_call_seconds: float) -> float:
     """Raise CheckFailure at the first failing check; returns the B=64 forward+backward time."""
     seconds = max(1.0, 4 * max_call_seconds)
     check_pure(fn, seconds)
     check_shapes(fn, seconds)
+    check_consistent(fn, seconds)
     check_finite_and_gradients(fn, seconds)
     check_deterministic(fn, seconds)
     return check_speed(fn, max_call_seconds, seconds)

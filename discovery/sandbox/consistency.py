@@ -1,0 +1,220 @@
+"""A loss may not behave differently in training than in the checks.
+
+Two halves, sharing the comparisons:
+
+- `check_consistent` (a unit check, in the sandbox child): the same pairs get the same per-pair loss
+  with and without gradients, and in batches of 8, 16, 64 and 256 (TRL's defaults among them);
+  a loss that depends on its batch must do so through batch statistics only: copying the batch k times
+  (which keeps means, quantiles, extremes and spreads) and a batch of copies of one pair leave each
+  pair's loss (nearly) unchanged, at every size.
+- `TrainingGuard` (in the trainer, on every call): the inputs are not edited in place and not aliased,
+  the call returns within a time limit, the loss is the same without gradients, and a loss that was
+  batch-independent in the checks stays batch-independent on the real batches; a batch-dependent one
+  keeps its loss when the real batch is copied twice.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+
+SIZES = (8, 16, 64, 256)
+ALONE = (0, 3, 7)  # pairs of the base batch also computed on their own
+EXACT = {"rtol": 1e-5, "atol": 1e-6}
+STATS_RTOL = 0.05  # batch-statistic losses: tolerance relative to the largest per-pair loss
+STATS_ATOL = 1e-4
+
+
+class Inconsistent(Exception):
+    """The loss behaves differently between two calls that only differ in what a loss may not see."""
+
+    def __init__(self, rule: str, message: str):
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    a, b = a.detach().double(), b.detach().double()
+    return a.shape == b.shape and bool(torch.allclose(a, b, equal_nan=True, **EXACT))
+
+
+def stats_close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    a, b = a.detach().double(), b.detach().double()
+    if a.shape != b.shape:
+        return False
+    scale = float(torch.nan_to_num(a.abs(), nan=0.0, posinf=0.0).max()) if a.numel() else 0.0
+    return bool(torch.allclose(a, b, rtol=0.0, atol=STATS_ATOL + STATS_RTOL * scale, equal_nan=True))
+
+
+def _no_grad(fn: Callable, tensors, beta: float) -> torch.Tensor:
+    with torch.no_grad():
+        return fn(*[t.detach().clone() for t in tensors], beta)
+
+
+def _tile(tensors, k: int):
+    return [t.detach().repeat(k) for t in tensors]
+
+
+def _first(out: torch.Tensor, n: int) -> torch.Tensor:
+    return out.detach().reshape(-1)[:n] if out.dim() == 1 else out.detach()
+
+
+def check_consistent(fn: Callable, make_inputs: Callable, call: Callable) -> None:
+    """Raise Inconsistent when the per-pair loss depends on grad state or, beyond batch statistics, on B."""
+    base, beta = make_inputs(torch.linspace(-8, 8, 8), 0.1, seed=21)
+    alone = torch.cat([_first(call(fn, [t[i:i + 1].detach() for t in base], beta), 1) for i in ALONE])
+    independent = []
+    for size in SIZES:
+        filler, _ = make_inputs(torch.linspace(-12, 12, size - 8), beta, seed=size)
+        batch = [torch.cat([b.detach(), f.detach()]).requires_grad_(i < 2) for i, (b, f) in
+                 enumerate(zip(base, filler, strict=True))]
+        with_grad = _first(call(fn, batch, beta), 8)
+        without = _first(call(lambda *a: _no_grad(fn, a[:4], a[4]), batch, beta), 8)
+        if not close(with_grad, without):
+            raise Inconsistent("grad-mode", f"at B={size} the loss differs with and without gradients; "
+                               "a loss may not depend on whether it is being trained")
+        independent.append(close(with_grad[list(ALONE)], alone))
+    if all(independent):
+        return
+    first = _first(call(fn, base, beta), 8)
+    for k in (2, 8, 32):
+        tiled = _first(call(fn, _tile(base, k), beta), 8)
+        if not stats_close(first, tiled):
+            raise Inconsistent("batch-size", f"the same 8 pairs get different losses at B=8 and when the batch "
+                               f"is copied to B={8 * k}; a loss may depend on its batch only through batch "
+                               "statistics (e.g. `.mean()`, not `.sum()` or the batch size)")
+    for i in (0, 7):
+        pair = [t[i:i + 1].detach() for t in base]
+        single = _first(call(fn, pair, beta), 1)
+        for size in (8, 64, 256):
+            copies = _first(call(fn, _tile(pair, size), beta), size)
+            if not stats_close(single.expand(size), copies):
+                raise Inconsistent("batch-size", f"a batch of {size} copies of one pair gives it a different "
+                                   "loss than the pair alone; a loss may depend on its batch only through "
+                                   "batch statistics (e.g. `.mean()`, not `.sum()` or the batch size)")
+
+
+class CallTimeLimit(Exception):
+    pass
+
+
+def _raise_in(thread_id: int) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(CallTimeLimit))
+
+
+class time_limit:  # noqa: N801 - used as a context manager like checks.time_limit
+    """Interrupt the calling thread (any thread, not only the main one) after `seconds` of Python code.
+
+    The exception is raised only while the block is active; it may surface in `__exit__` (still inside
+    the caller's `try`), never after it."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._active = False
+        self._fired = False
+
+    def _fire(self, thread_id: int) -> None:
+        with self._lock:
+            if self._active:
+                self._fired = True
+                _raise_in(thread_id)
+
+    def __enter__(self):
+        self._thread = threading.get_ident()
+        self._active = True
+        self._timer = threading.Timer(self.seconds, self._fire, args=(self._thread,))
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._active = False
+        self._timer.cancel()
+        if self._fired and exc[0] is None:  # fired after the block ended: drop the pending exception
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread), None)
+        return False
+
+
+def batch_independent(fn: Callable, make_inputs: Callable) -> bool:
+    """Is each pair's loss the same alone and in batches of every size in SIZES (as `check_consistent` sees)?"""
+    base, beta = make_inputs(torch.linspace(-8, 8, 8), 0.1, grad=False, seed=21)
+    with torch.no_grad():
+        alone = torch.cat([_first(fn(*[t[i:i + 1] for t in base], beta), 1) for i in ALONE])
+        for size in SIZES:
+            filler, _ = make_inputs(torch.linspace(-12, 12, size - 8), beta, grad=False, seed=size)
+            batch = [torch.cat([b, f]) for b, f in zip(base, filler, strict=True)]
+            if not close(_first(fn(*batch, beta), 8)[list(ALONE)], alone):
+                return False
+    return True
+
+
+class TrainingGuard:
+    """Wraps the candidate for the trainer: purity, per-call time limit and check/training consistency."""
+
+    def __init__(self, fn: Callable, call_seconds: float = 5.0):
+        from discovery.sandbox.checks import make_inputs
+
+        self.fn = fn
+        self.call_seconds = call_seconds
+        try:
+            with time_limit(call_seconds * 10):
+                self.independent = batch_independent(fn, make_inputs)
+        except Exception:  # noqa: BLE001 - a broken loss: the trainer's own checks report it on the first call
+            self.independent = False
+        self.calls = 0
+
+    def __call__(self, chosen, rejected, ref_chosen, ref_rejected, beta: float) -> torch.Tensor:
+        tensors = [chosen, rejected, ref_chosen, ref_rejected]
+        before = [t.detach().clone() for t in tensors]
+        versions = [t._version for t in tensors]
+        start = time.perf_counter()
+        try:
+            with time_limit(self.call_seconds):
+                out = self.fn(*tensors, beta)
+        except CallTimeLimit:
+            raise Inconsistent("speed", f"a training call of the loss took over {self.call_seconds:g} s "
+                               "(an endless loop?)") from None
+        self.calls += 1
+        took = time.perf_counter() - start
+        for name, t, old, version in zip(("policy_chosen_logps", "policy_rejected_logps",
+                                          "reference_chosen_logps", "reference_rejected_logps"),
+                                         tensors, before, versions, strict=True):
+            if t._version != version or not torch.equal(t.detach(), old):
+                raise Inconsistent("inplace", f"in training the loss modified `{name}` in place")
+        if not isinstance(out, torch.Tensor) or out.shape != chosen.shape:
+            return out  # the trainer reports the type or shape error
+        storages = {t.untyped_storage().data_ptr() for t in tensors}
+        if out.untyped_storage().data_ptr() in storages:
+            raise Inconsistent("alias", "in training the loss returned (a view of) an input tensor")
+        try:
+            with time_limit(max(self.call_seconds, 8 * took + 1.0)):
+                self._compare(out, before, beta)
+        except CallTimeLimit:
+            raise Inconsistent("speed", "the loss's consistency re-check took too long") from None
+        return out
+
+    def _compare(self, out: torch.Tensor, inputs, beta: float) -> None:
+        again = _no_grad(self.fn, inputs, beta)
+        if not close(out, again):
+            raise Inconsistent("grad-mode", "in training the loss differs with and without gradients "
+                               "(it behaves differently when trained than when checked)")
+        batch = inputs[0].shape[0]
+        if out.dim() != 1 or batch < 2:
+            return
+        if self.independent:
+            half = batch // 2
+            parts = [_no_grad(self.fn, [t[:half] for t in inputs], beta),
+                     _no_grad(self.fn, [t[half:] for t in inputs], beta)]
+            if not close(out, torch.cat([p.reshape(-1) for p in parts])):
+                raise Inconsistent("batch-size", f"the loss was batch-independent in the checks but depends on "
+                                   f"the batch at the training batch size {batch}")
+        elif not stats_close(out, _first(_no_grad(self.fn, _tile(inputs, 2), beta), batch)):
+            raise Inconsistent("batch-size", f"at the training batch size {batch} the loss changes when the "
+                               "batch is copied twice: it depends on the batch beyond batch statistics")
