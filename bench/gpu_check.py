@@ -114,7 +114,7 @@ class GpuMemoryPeak:
     """Peak memory.used per GPU (MiB) over the block, from nvidia-smi: it sees every process, isolated ones too."""
 
     def __init__(self, interval: float = 0.25):
-        self.interval, self.peak, self._stop = interval, {}, threading.Event()
+        self.interval, self.peak, self.before, self._stop = interval, {}, {}, threading.Event()
         self.available = shutil.which("nvidia-smi") is not None
 
     def _sample(self) -> None:
@@ -131,6 +131,7 @@ class GpuMemoryPeak:
     def __enter__(self):
         if self.available:
             self._sample()
+            self.before = dict(self.peak)  # what was in use before the stage (the judge when it sits on a GPU)
             self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()
         return self
@@ -145,7 +146,8 @@ class GpuMemoryPeak:
 
 
 def run_settings(a, policy: Path, pairs: Path, judge_url: str, work: Path, peft: bool, ranks: int) -> list[str]:
-    """Settings of one stage; its own task cache, so no stage reuses another's cached baseline result."""
+    """Settings of one stage; its own task and judgment caches, so no stage reuses another's baseline result or
+    judgments (each stage's numbers include its own judging)."""
     lr = 5e-5 if peft else 5e-6
     sets = [
         "task.name=hf_dpo", f"task.model={policy}", f"task.dataset={pairs}", "task.eval_split=test",
@@ -157,7 +159,7 @@ def run_settings(a, policy: Path, pairs: Path, judge_url: str, work: Path, peft:
         f"eval.mtbench_source={a.mtbench}", f"eval.mtbench_questions={a.questions}",
         f"eval.mtbench_max_new_tokens={a.new_tokens}", "eval.mtbench_backend=hf",
         "eval.judge.model=gguf-judge", f"eval.judge.base_url={judge_url}", f"eval.judge.api_key_env={KEY_ENV}",
-        f"eval.judge.cache_dir={work / 'judge'}", "eval.judge.concurrency=1", "eval.judge.timeout=600",
+        f"eval.judge.cache_dir={work / f'judge-{int(peft)}-{ranks}'}", "eval.judge.concurrency=1", "eval.judge.timeout=600",
         f"eval.judge.max_tokens={a.judge_tokens}", "eval.judge.max_retries=1",
         "executor.workers=1", f"executor.threads_per_worker={a.threads}", "budget.proposals=1",
         f"budget.wall_time={a.timeout}", f"proposer.replay_dir={work / 'replay'}",
@@ -187,6 +189,7 @@ def discovery_run(a, name: str, settings: list[str], work: Path) -> dict:
     record = {"stage": name, "seconds": round(time.perf_counter() - start, 1), "exit": proc.returncode}
     if memory.available:
         record["peak_gpu_mib"] = memory.peak
+        record["gpu_mib_before"] = memory.before
     else:
         record["peak_child_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     if proc.returncode != 0:
@@ -201,6 +204,7 @@ def discovery_run(a, name: str, settings: list[str], work: Path) -> dict:
                                   evaluation_s=round(r.seconds, 1), train_s=_round(m.get("train/seconds")),
                                   world_size=m.get("train/world_size"), rated=m.get("mtbench/rated"),
                                   missing=m.get("mtbench/missing"), errors=m.get("mtbench/errors"),
+                                  judge_cache_hits=m.get("mtbench/cache_hits"),
                                   reason=r.reason or None)
     return emit(record)
 
