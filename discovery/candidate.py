@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
+
+from discovery.stats import Fitness  # noqa: F401  (re-exported: the record lives with its statistics)
 
 
 class Status(StrEnum):
@@ -30,30 +33,6 @@ def code_hash(code: str) -> str:
     """Hash of the source with trailing whitespace normalised (exact-duplicate detection)."""
     norm = "\n".join(line.rstrip() for line in code.strip().splitlines())
     return hashlib.sha256(norm.encode()).hexdigest()[:16]
-
-
-@dataclass
-class Fitness:
-    """A fitness estimate: mean with a 95% confidence interval over n seeds."""
-
-    mean: float
-    ci_low: float
-    ci_high: float
-    n: int
-    values: tuple[float, ...] = ()
-
-    @property
-    def half_width(self) -> float:
-        return (self.ci_high - self.ci_low) / 2
-
-    @property
-    def stderr(self) -> float:
-        from discovery.stats import stderr
-
-        return stderr(self.values)
-
-    def __str__(self) -> str:
-        return f"{self.mean:.4f} ± {self.half_width:.4f} (n={self.n})"
 
 
 @dataclass
@@ -102,3 +81,12 @@ class EvalResult:
     ok: bool = True
     reason: str = ""
     isolation: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalResult:
+        """The one conversion from a dict (a worker's reply, the baseline cache, JSON): unknown keys are
+        dropped, `isolation` becomes a tuple."""
+        known = {f.name for f in fields(cls)}
+        result = cls(**{k: v for k, v in data.items() if k in known})
+        result.isolation = tuple(result.isolation or ())
+        return result

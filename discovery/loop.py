@@ -187,8 +187,7 @@ class DiscoveryLoop:
 
     def _store_proposal(self, proposal: Proposal) -> None:
         c = proposal.candidate
-        report = proposal.report
-        probes = list(getattr(report, "probe_values", None) or [])
+        probes = proposal.probe_values
         if c.status != Status.INVALID:
             original, why = duplicate_of(self._known_losses(), c.fingerprint, c.code_hash, probes,
                                          self.config.eval.duplicate_distance)

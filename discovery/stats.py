@@ -39,9 +39,37 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
     return m, m - half, m + half
 
 
-def fitness_of(values: Sequence[float], level: float = 0.95):
-    from discovery.candidate import Fitness
+def fitness_text(mean: float, ci_low: float | None, ci_high: float | None, n: int) -> str:
+    """The one way fitness is written: `0.6123 ± 0.0145 (n=3)`, or `0.6123 (n=1, no CI)` without an interval."""
+    half = (ci_high - ci_low) / 2 if ci_low is not None and ci_high is not None else math.nan
+    if not math.isfinite(half):
+        return f"{mean:.4f} (n={n}, no CI)"
+    return f"{mean:.4f} ± {half:.4f} (n={n})"
 
+
+@dataclass
+class Fitness:
+    """A fitness estimate: mean with a 95% confidence interval over n seeds (also `discovery.candidate.Fitness`)."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+    values: tuple[float, ...] = ()
+
+    @property
+    def half_width(self) -> float:
+        return (self.ci_high - self.ci_low) / 2
+
+    @property
+    def stderr(self) -> float:
+        return stderr(self.values)
+
+    def __str__(self) -> str:
+        return fitness_text(self.mean, self.ci_low, self.ci_high, self.n)
+
+
+def fitness_of(values: Sequence[float], level: float = 0.95) -> Fitness:
     m, lo, hi = mean_ci(values, level)
     return Fitness(mean=m, ci_low=lo, ci_high=hi, n=len(values), values=tuple(float(v) for v in values))
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from dataclasses import asdict
@@ -17,14 +16,13 @@ from typing import Any
 
 from discovery.archive.rows import dumps
 from discovery.candidate import EvalResult, code_hash
+from discovery.paths import cache_root
 
 FILE_NAME = "baselines.sqlite"
 
 
 def default_root(cache_dir: str | None) -> Path:
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    return Path(os.environ.get("DISCOVERY_CACHE", Path.home() / ".cache" / "discovery"))
+    return cache_root(cache_dir)
 
 
 class BaselineCache:
@@ -54,9 +52,7 @@ class BaselineCache:
                                    (self._key(code, seed, fidelity, beta),)).fetchone()
         if not row:
             return None
-        data = json.loads(row[0])
-        data["isolation"] = tuple(data.get("isolation") or ())
-        return EvalResult(**data)
+        return EvalResult.from_dict(json.loads(row[0]))
 
     def put(self, code: str, result: EvalResult, beta: float | None) -> None:
         if self._db is None or not result.ok:

@@ -18,13 +18,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from discovery.archive import rows, schema
 from discovery.archive.queries import ArchiveQueries
 from discovery.archive.records import RunInfo
 from discovery.candidate import Candidate, EvalResult, Status
 from discovery.errors import DiscoveryError
+
+if TYPE_CHECKING:  # the proposer's record; imported for the type only (the archive does not need the proposer)
+    from discovery.proposer.base import LLMCall
 
 DB_NAME = "archive.sqlite"
 
@@ -127,7 +130,7 @@ class Archive(ArchiveQueries):
 
     # ---------------------------------------------------------------- candidates
 
-    def add_candidate(self, candidate: Candidate, calls: Iterable[Any] = (),
+    def add_candidate(self, candidate: Candidate, calls: Iterable[LLMCall] = (),
                       probe_values: Iterable[float] = (), stage: str = "") -> int:
         """Store a new candidate with the LLM calls that bought it, atomically; returns its id."""
         values = rows.candidate_values(candidate)
@@ -149,7 +152,7 @@ class Archive(ArchiveQueries):
         candidate.id = cid
         return cid
 
-    def add_llm_calls(self, calls: Iterable[Any], candidate_id: int | None = None) -> None:
+    def add_llm_calls(self, calls: Iterable[LLMCall], candidate_id: int | None = None) -> None:
         """LLM calls that produced no candidate (e.g. unparseable replies) still count as bought."""
         with self._write() as db:
             for call in calls:
@@ -233,7 +236,7 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _insert_call(db: sqlite3.Connection, call: Any, candidate_id: int | None) -> None:
+def _insert_call(db: sqlite3.Connection, call: LLMCall, candidate_id: int | None) -> None:
     values = rows.llm_call_values(call)
     cols = ", ".join(values)
     marks = ", ".join("?" for _ in values)

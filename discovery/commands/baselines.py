@@ -13,6 +13,7 @@ from rich.console import Console
 from discovery import library
 from discovery.commands.common import print_json
 from discovery.commands.evaluate import add_eval_args, evaluate_code, progress_bar, result_table, start
+from discovery.stats import fitness_text
 
 REFERENCE_ROW = "(reference, untrained)"
 
@@ -38,7 +39,7 @@ def rate(rows: list[dict], config) -> None:
     from discovery.stats import PAIRED_T, PERMUTATION, paired
 
     def results(row):
-        return [EvalResult(**{k: v for k, v in r.items() if k != "isolation"})
+        return [EvalResult.from_dict(r)
                 for entry in row["results"] for r in entry["seeds"]]
 
     mode, beta = config.eval.fitness, config.train.beta
@@ -97,7 +98,7 @@ def fitness_table(rows: list[dict], mode: str):
     for row in rows:
         f, c = row["fitness"], row.get("vs_dpo")
         fit = f["fitness"]
-        text = "failed" if fit is None else f"{fit['mean']:.4f} ± {(fit['ci_high'] - fit['ci_low']) / 2:.4f} (n={fit['n']})"
+        text = "failed" if fit is None else fitness_text(fit["mean"], fit["ci_low"], fit["ci_high"], fit["n"])
         at = "-" if f["beta"] is None else f"{f['beta']:g}"
         if c is None:
             table.add_row(row["name"], at, text, "-", "-", "-", "-")

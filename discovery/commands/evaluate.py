@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from discovery import stats
 from discovery.commands.common import add_config_args, config_from_args, print_json
 from discovery.errors import DiscoveryError
 
@@ -79,8 +80,7 @@ def fitness_text(entry: dict) -> str:
     f = entry["fitness"]
     if f is None:
         return "failed"
-    half = (f["ci_high"] - f["ci_low"]) / 2
-    return f"{f['mean']:.4f} ± {half:.4f} (n={f['n']})"
+    return stats.fitness_text(f["mean"], f["ci_low"], f["ci_high"], f["n"])
 
 
 def result_table(title: str, rows: list[dict]) -> Table:

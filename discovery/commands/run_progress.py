@@ -48,9 +48,7 @@ def activity(s: Snapshot) -> str:
 def fitness_text(s: CandidateSummary | None) -> str:
     if s is None or s.fitness is None:
         return "-"
-    f = s.fitness
-    half = f"± {f.half_width:.4f}" if math.isfinite(f.half_width) else "(n=1, no CI)"
-    return f"{s.candidate.name} #{s.id}: {f.mean:.4f} {half} (n={f.n})"
+    return f"{s.candidate.name} #{s.id}: {s.fitness}"
 
 
 def duration(seconds: float | None) -> str:

@@ -67,9 +67,8 @@ def result_of(payload: dict[str, Any], ok: bool, value: Any, kind: str, error: s
     """An EvalResult from a worker's reply; a crash, timeout or exception becomes ok=False with a reason."""
     fidelity = payload["fidelity"]
     if ok and isinstance(value, dict):
-        fields = {f.name for f in dataclasses.fields(EvalResult)}
-        result = EvalResult(**{k: v for k, v in value.items() if k in fields})
-        result.isolation = tuple(result.isolation or isolation)
+        result = EvalResult.from_dict(value)
+        result.isolation = result.isolation or tuple(isolation)
         return result
     reason = f"{kind}: {error}".strip(": ") if error else kind
     return EvalResult(seed=payload["seed"], fitness=None, seconds=seconds, fidelity=fidelity["name"],

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from discovery.config import RunConfig
+from discovery.paths import cache_root
 
 
 def cache_home() -> Path:
@@ -21,8 +22,7 @@ def cache_home() -> Path:
 
 def task_cache_root(config: RunConfig) -> Path:
     """The root of the task caches, as every task resolves it: task.cache_dir, $DISCOVERY_CACHE, ~/.cache/discovery."""
-    root = config.task.cache_dir or os.environ.get("DISCOVERY_CACHE") or Path.home() / ".cache" / "discovery"
-    return Path(root).expanduser().absolute()
+    return cache_root(config.task.cache_dir).absolute()
 
 
 def hf_env() -> dict[str, str]:

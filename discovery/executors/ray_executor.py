@@ -56,8 +56,7 @@ class ActorSlot(Slot):
             return EvalResult(seed=payload["seed"], fitness=None, fidelity=payload["fidelity"]["name"],
                               beta=payload["fidelity"].get("beta"), ok=False,
                               reason=f"ray: {type(exc).__name__}: {str(exc)[:500]}")
-        value["isolation"] = tuple(value.get("isolation") or ())
-        return EvalResult(**value)
+        return EvalResult.from_dict(value)
 
     def close(self) -> None:
         ray = _ray()

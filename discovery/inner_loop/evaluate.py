@@ -41,9 +41,7 @@ def evaluate_candidate(task: Task, code: str, seed: int, fidelity: Fidelity, run
     if not job.ok:
         return EvalResult(seed=seed, fitness=None, ok=False, reason=_failure_reason(job), seconds=job.seconds,
                           fidelity=fidelity.name, beta=fidelity.beta, isolation=tuple(job.isolation))
-    value = dict(job.value)
-    value["isolation"] = tuple(job.isolation)
-    return EvalResult(**value)
+    return EvalResult.from_dict({**job.value, "isolation": job.isolation})
 
 
 def evaluate_seeds(task: Task, code: str, seeds: Sequence[int], fidelity: Fidelity, runner,

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from discovery import paths
 from discovery.candidate import EvalResult
 from discovery.config import RunConfig
 from discovery.errors import DiscoveryError
@@ -38,8 +39,7 @@ SCORERS = ("mtbench", "heldout")
 
 
 def cache_root(config: RunConfig) -> Path:
-    root = config.task.cache_dir or os.environ.get("DISCOVERY_CACHE") or Path.home() / ".cache" / "discovery"
-    return Path(root)
+    return paths.cache_root(config.task.cache_dir)
 
 
 def compile_loss(code: str):

@@ -16,7 +16,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -26,6 +25,7 @@ from typing import Any
 from discovery.candidate import EvalResult
 from discovery.errors import DiscoveryError
 from discovery.inner_loop.task import Fidelity, ProgressFn, Task, TaskInfo, cache_lock
+from discovery.paths import cache_root
 
 DESCRIPTION = (
     "A small causal language model (a tiny Llama) was fine-tuned on a hidden language and is now preference-"
@@ -52,7 +52,7 @@ class SyntheticState:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("DISCOVERY_CACHE", Path.home() / ".cache" / "discovery"))
+    return cache_root()
 
 
 class SyntheticTask(Task):

@@ -21,6 +21,7 @@ from discovery.inspect.views import (
     row_of,
     train_beta,
 )
+from discovery.stats import fitness_text
 
 REASON_CHARS = 90  # `archive show` has the whole reason
 LIST_COLUMNS = ("id", "gen", "name", "status", "fitness ± CI (n)", "KL", "held-out acc", "parents", "model", "cost")
@@ -112,9 +113,7 @@ def _results_table(results: list[dict[str, Any]]) -> Table:
     for col in ("fidelity", "beta", "fitness ± CI (n)", "failed", "KL", "held-out acc", "seeds"):
         table.add_column(col)
     for g in results:
-        fit = "-" if g["fitness"] is None else (
-            f"{g['fitness']:.4f} ± {(g['ci_high'] - g['ci_low']) / 2:.4f} (n={g['n']})"
-            if g["ci_low"] is not None else f"{g['fitness']:.4f} (n={g['n']})")
+        fit = "-" if g["fitness"] is None else fitness_text(g["fitness"], g["ci_low"], g["ci_high"], g["n"])
         table.add_row(g["fidelity"], format_number(g["beta"], 4), fit, str(g["failed"]), format_number(g["kl"]),
                       format_number(g["heldout_accuracy"]), ",".join(map(str, g["seeds"])))
     return table

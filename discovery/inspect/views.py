@@ -13,7 +13,7 @@ from typing import Any
 
 from discovery import ranking
 from discovery.archive import Archive, CandidateSummary, Evaluation, LLMCallRecord
-from discovery.stats import fitness_of
+from discovery.stats import fitness_of, fitness_text
 
 # Metric names differ per task; the first present wins.
 KL_KEYS = ("kl", "eval/kl", "kl_to_reference")
@@ -177,10 +177,7 @@ def train_beta(config: dict[str, Any]) -> float:
 def format_fitness(row_or_group) -> str:
     if row_or_group.fitness is None:
         return "-"
-    half = (row_or_group.ci_high - row_or_group.ci_low) / 2 if row_or_group.ci_low is not None else math.nan
-    if not math.isfinite(half):
-        return f"{row_or_group.fitness:.4f} (n={row_or_group.n})"
-    return f"{row_or_group.fitness:.4f} ± {half:.4f} (n={row_or_group.n})"
+    return fitness_text(row_or_group.fitness, row_or_group.ci_low, row_or_group.ci_high, row_or_group.n)
 
 
 def format_number(value: float | None, digits: int = 3) -> str:

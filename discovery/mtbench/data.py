@@ -8,13 +8,13 @@ FastChat's layout (`mt_bench/question.jsonl`, ...). Nothing is shipped in the pa
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from discovery.errors import DiscoveryError
+from discovery.paths import cache_root
 
 FASTCHAT_URL = "https://raw.githubusercontent.com/lm-sys/FastChat/main/fastchat/llm_judge/data"
 
@@ -72,8 +72,7 @@ class MTBenchData:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("DISCOVERY_CACHE") or Path.home() / ".cache" / "discovery"
-    return Path(root) / "mtbench"
+    return cache_root() / "mtbench"
 
 
 def _read_local(source: Path, name: str) -> bytes:

@@ -16,10 +16,20 @@ from discovery.proposer.novelty import KnownLoss
 
 
 class ValidationReportLike(Protocol):
-    """What the proposer needs from `discovery.sandbox.ValidationReport`."""
+    """What the proposer and the loop read from `discovery.sandbox.ValidationReport`."""
 
-    valid: bool
-    fingerprint: str | None
+    @property
+    def valid(self) -> bool: ...
+    @property
+    def fingerprint(self) -> str | None: ...
+    @property
+    def probe_values(self) -> list[float]: ...
+    @property
+    def sympy(self) -> str | None: ...
+    @property
+    def latex(self) -> str | None: ...
+    @property
+    def diagnostics(self) -> dict[str, Any]: ...
 
     def summary(self) -> str: ...
 
@@ -60,9 +70,9 @@ class ProposalContext:
         return [*self.top, *self.recent, *self.failures, *self.baselines, *self.parents]
 
 
-@dataclass
+@dataclass(frozen=True)
 class LLMCall:
-    """One completed chat-completion request, for accounting and the archive."""
+    """One completed chat-completion request, for accounting and the archive (frozen: a paid call is a fact)."""
 
     model: str
     prompt_hash: str
@@ -110,11 +120,24 @@ class Proposal:
     candidate: Candidate
     calls: list[LLMCall] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
-    report: Any = None  # the validator's report of the final code, when there was code to check
+    report: ValidationReportLike | None = None  # the validator's report of the final code, when there was code
+
+    @property
+    def probe_values(self) -> list[float]:
+        return list(self.report.probe_values or ()) if self.report is not None else []
 
     @property
     def valid(self) -> bool:
         return self.report is not None and bool(self.report.valid)
+
+
+def candidate_from(report: ValidationReportLike | None, **fields: Any) -> Candidate:
+    """The one way a proposal becomes a `Candidate`: its fields plus what the validator learnt about the code
+    (fingerprint, formula, LaTeX, diagnostics); nothing learnt when there was no code to check."""
+    if report is not None:
+        fields.update(fingerprint=report.fingerprint, sympy=report.sympy, latex=report.latex,
+                      diagnostics=dict(report.diagnostics or {}))
+    return Candidate(**fields)
 
 
 def prompt_hash(messages: list[dict[str, str]]) -> str:

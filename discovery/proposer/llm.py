@@ -17,6 +17,7 @@ from discovery.proposer.base import (
     ProposerError,
     Validator,
     attach_paid_calls,
+    candidate_from,
     prompt_hash,
 )
 from discovery.proposer.client import ChatClient, ChatReply, estimate_tokens
@@ -112,7 +113,7 @@ class LLMProposer(Proposer):
         attempt = Attempt(index=index, kind="fix" if index else "propose", prompt_hash=call.prompt_hash,
                           reply=reply.text, verdict=verdict, reason=reason, name=found.name, code=found.code,
                           thought=found.thought,
-                          call=call, fingerprint=getattr(report, "fingerprint", None), edits=edits)
+                          call=call, fingerprint=report.fingerprint if report else None, edits=edits)
         return attempt, report
 
     def _call(self, messages, reply: ChatReply, verdict: str) -> LLMCall:
@@ -134,13 +135,12 @@ class LLMProposer(Proposer):
         if not valid and not last.reason:
             last.reason = "the budget cap stopped the fix-up loop"
         final_report = report if with_code is last else None
-        return Candidate(
+        return candidate_from(
+            final_report,
             name=with_code.name or "unnamed", code=with_code.code, thought=with_code.thought, origin=Origin.LLM,
             parent_ids=tuple(c.id for c in context.parents if c.id is not None), generation=context.generation,
             proposer=self.name, model=self.config.model, status=Status.PROPOSED if valid else Status.INVALID,
             reason="" if valid else ctx.one_line(f"after {len(attempts)} attempt(s): {last.reason}", 500),
-            fingerprint=getattr(final_report, "fingerprint", None), sympy=getattr(final_report, "sympy", None),
-            latex=getattr(final_report, "latex", None), diagnostics=dict(getattr(final_report, "diagnostics", {}) or {}),
         )
 
     def probe(self) -> None:

@@ -6,7 +6,15 @@ import threading
 from pathlib import Path
 
 from discovery.candidate import Candidate, Origin, Status, code_hash
-from discovery.proposer.base import Attempt, Proposal, ProposalContext, Proposer, ProposerError, Validator
+from discovery.proposer.base import (
+    Attempt,
+    Proposal,
+    ProposalContext,
+    Proposer,
+    ProposerError,
+    Validator,
+    candidate_from,
+)
 from discovery.proposer.context import one_line
 
 
@@ -52,9 +60,8 @@ class ReplayProposer(Proposer):
         attempt = Attempt(index=0, kind="replay", prompt_hash="", reply="", verdict=verdict, reason=reason,
                           name=path.stem, code=code, thought=f"replayed from {path.name}",
                           fingerprint=report.fingerprint)
-        candidate = Candidate(
-            name=path.stem, code=code, thought=attempt.thought, origin=Origin.REPLAY, generation=context.generation,
-            proposer=self.name, status=Status.PROPOSED if report.valid else Status.INVALID, reason=reason,
-            fingerprint=report.fingerprint, sympy=getattr(report, "sympy", None),
-            latex=getattr(report, "latex", None), diagnostics=dict(getattr(report, "diagnostics", {}) or {}))
+        candidate = candidate_from(
+            report, name=path.stem, code=code, thought=attempt.thought, origin=Origin.REPLAY,
+            generation=context.generation, proposer=self.name,
+            status=Status.PROPOSED if report.valid else Status.INVALID, reason=reason)
         return Proposal(candidate=candidate, attempts=[attempt], report=report)

@@ -15,7 +15,7 @@ import threading
 
 from discovery import contract
 from discovery.candidate import Candidate, Origin, Status, code_hash
-from discovery.proposer.base import Attempt, Proposal, ProposalContext, Proposer, Validator
+from discovery.proposer.base import Attempt, Proposal, ProposalContext, Proposer, Validator, candidate_from
 from discovery.proposer.context import one_line
 
 # Base functions of the logits x = beta * margin, as loss terms (lower is better as x grows).
@@ -160,10 +160,8 @@ class SymbolicProposer(Proposer):
                 break
         valid = bool(report is not None and report.valid)
         reason = "" if valid else (attempts[-1].reason if attempts else "no operator applied to the archive")
-        candidate = Candidate(
-            name=name, code=code, thought=f"symbolic: {thought} (seed {seed})", origin=Origin.SYMBOLIC,
+        candidate = candidate_from(
+            report, name=name, code=code, thought=f"symbolic: {thought} (seed {seed})", origin=Origin.SYMBOLIC,
             parent_ids=tuple(c.id for c in context.parents if c.id is not None), generation=context.generation,
-            proposer=self.name, status=Status.PROPOSED if valid else Status.INVALID, reason=reason,
-            fingerprint=getattr(report, "fingerprint", None), sympy=getattr(report, "sympy", None),
-            latex=getattr(report, "latex", None), diagnostics=dict(getattr(report, "diagnostics", {}) or {}))
+            proposer=self.name, status=Status.PROPOSED if valid else Status.INVALID, reason=reason)
         return Proposal(candidate=candidate, attempts=attempts, report=report)

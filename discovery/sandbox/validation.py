@@ -24,7 +24,7 @@ class CheckError:
     line: int | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class ValidationReport:
     valid: bool
     errors: list[CheckError] = field(default_factory=list)
