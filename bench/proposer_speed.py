@@ -68,7 +68,7 @@ def settings(config: RunConfig, lookup: int) -> dict[str, tuple[ServerOptions, i
 
 
 def start(path: str, config: RunConfig, options: ServerOptions, max_tokens: int) -> LlamaCppProposer:
-    p = replace(config.proposer, max_tokens=max_tokens)
+    p = replace(config.proposer, max_tokens=max_tokens, timeout=1800.0)  # a busy CPU: slow, not failed
     server = LlamaCppServer(path, options=options, start_timeout=600)
     client = EmbeddedChatClient(server, path, **_client_options(p, "text"))
     return LlamaCppProposer(server, client, validate, p, Ledger(None, None), PriceTable.build({}, local=True),

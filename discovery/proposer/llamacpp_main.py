@@ -6,11 +6,12 @@ the first generation then dies with a general protection fault in libggml-cpu. l
 has the switch in `llama_model_params.use_extra_bufts` but exposes it neither in `Llama(...)` nor in its
 server's settings, so this wrapper sets it on the default model parameters every `Llama` starts from.
 
-    python -m discovery.proposer.llamacpp_main --use_extra_bufts false --model M.gguf --port 8000 ...
+    python discovery/proposer/llamacpp_main.py --use_extra_bufts false --model M.gguf --port 8000 ...
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 _FLAG = "--use_extra_bufts"
@@ -40,6 +41,9 @@ def set_extra_bufts(enabled: bool) -> None:
 
 
 def main() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and os.path.abspath(sys.path[0] or ".") == here:
+        del sys.path[0]  # run as a file: our client.py, base.py, ... must not shadow the server's imports
     enabled, sys.argv[1:] = pop_flag(sys.argv[1:])
     set_extra_bufts(enabled)
     from llama_cpp.server.__main__ import main as serve

@@ -32,7 +32,11 @@ from discovery.proposer.client import ChatClient
 _HINT = ("set proposer.model=/path/to/model.gguf (a local GGUF file), or use an OpenAI-compatible endpoint: "
          "proposer.backend=openai proposer.base_url=http://HOST:PORT/v1 proposer.model=NAME")
 _PR_SET_PDEATHSIG = 1
-_ENTRY = "discovery.proposer.llamacpp_main"  # llama_cpp.server with --use_extra_bufts
+# llama_cpp.server with --use_extra_bufts, run as a file: the child imports llama_cpp and nothing of ours
+_ENTRY = str(Path(__file__).with_name("llamacpp_main.py"))
+_HINT_ANY = "; see docs/proposers.md (Embedded llama.cpp server)"
+_HINTS = {"crashed (SIGILL)": "; llama-cpp-python was built for another CPU: CMAKE_ARGS='-DGGML_NATIVE=OFF' "
+                              "pip install --force-reinstall --no-cache-dir llama-cpp-python" + _HINT_ANY}
 
 
 class ServerCrashed(ProposerError):
@@ -132,7 +136,7 @@ class LlamaCppServer:
     """Start, health-check and stop one llama.cpp server; `base_url` is its OpenAI API root.
 
     `launcher` is the command before the server's arguments (default: this Python running
-    discovery.proposer.llamacpp_main); tests inject a stand-in executable there.
+    llamacpp_main.py); tests inject a stand-in executable there.
     """
 
     def __init__(self, model_path: str, *, n_ctx: int = 8192, n_threads: int | None = None, seed: int = 0,
@@ -147,7 +151,7 @@ class LlamaCppServer:
         self.crashes: list[str] = []  # how each death was described, in order
         self.max_crash_restarts = max_crash_restarts
         self.closed = False  # close() was called: a request cut off now is no crash
-        self._command = [*(launcher or [sys.executable, "-m", _ENTRY]), "--model", model_path,
+        self._command = [*(launcher or [sys.executable, _ENTRY]), "--model", model_path,
                          "--host", "127.0.0.1", "--port", str(self.port), *self.options.arguments()]
         self._log = tempfile.NamedTemporaryFile(prefix="llamacpp-", suffix=".log", delete=False)
         atexit.register(self.close)
@@ -226,8 +230,9 @@ class LlamaCppServer:
         message = f"the llama.cpp server {death} while {doing}; log: {self.log_tail()}"
         self.crashes.append(death)
         if len(self.crashes) > self.max_crash_restarts:
-            raise ServerCrashed(message + (f" (it was restarted {self.max_crash_restarts} time(s) and died again)"
-                                           if self.max_crash_restarts else ""))
+            again = f" (it was restarted {self.max_crash_restarts} time(s) and died again)" \
+                if self.max_crash_restarts else ""
+            raise ServerCrashed(message + again + _HINTS.get(death, _HINT_ANY))
         logging.getLogger("discovery.proposer").warning("%s; restarting it", message)
         self.restart()
 
