@@ -59,7 +59,7 @@ class ProposerConfig:
     n_threads: int | None = None  # llamacpp: threads of the embedded server (None: half the usable cores)
     cpu_repack: bool = False  # llamacpp: llama.cpp's weight repacking (AMX/AVX-512 buffers); crashes some VMs
     draft_tokens: int = 0  # llamacpp: prompt-lookup decoding, tokens guessed from the prompt per step (0: off)
-    server_command: str | None = None  # llamacpp: what starts the server (default: python -m discovery...main)
+    server_command: str | None = None  # llamacpp: what starts the server (default: python llamacpp_main.py)
     prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [usd per 1M prompt, completion]
     seed: int = 0
 
