@@ -155,9 +155,29 @@ def harden(result_fd: int, scratch: str, limits: dict, env: dict | None = None) 
     layers = ["env-scrub", "scratch-dir", "wall-clock"]
     set_rlimits(limits)
     layers.append("rlimits")
+    layers += confine_without_bwrap(scratch)
     sockets = bool(limits.get("loopback_sockets")) and SECCOMP_BPF_SOCKETS is not None
     if install_seccomp(SECCOMP_BPF_SOCKETS if sockets else SECCOMP_BPF):
         layers.append("seccomp")
+    return layers
+
+
+# set by the server: {"bwrap": bool, "writable": [...], "drop_root": bool}
+CONFINE: dict = {}
+
+
+def confine_without_bwrap(scratch: str) -> list[str]:
+    """Without bubblewrap: nobody (or root without capabilities) and Landlock on writes (see confine.py)."""
+    if CONFINE.get("bwrap", True):
+        return []
+    from discovery.sandbox import confine
+
+    writable = [scratch, *CONFINE.get("writable", [])]
+    layers = confine.landlock([*writable, "/dev"])
+    if CONFINE.get("drop_root") and confine.drop_root(writable):
+        layers.append("unprivileged-uid")
+    elif os.getuid() == 0 and confine.drop_capabilities():
+        layers.append("no-capabilities")
     return layers
 
 

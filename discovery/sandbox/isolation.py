@@ -10,6 +10,7 @@ nothing a child says is ever unpickled by the host.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -20,8 +21,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from discovery.sandbox import confine, wire
 from discovery.sandbox import env as sandbox_env
-from discovery.sandbox import wire
 
 KINDS = ("ok", "exception", "timeout", "memory", "crash", "policy")
 
@@ -100,6 +101,52 @@ def gpu_devices() -> list[str]:
     return sorted(glob.glob("/dev/nvidia*")) + [d for d in ("/dev/kfd", "/dev/dri") if os.path.exists(d)]
 
 
+SCRATCH_PREFIX = "discovery-sandbox-"
+
+
+def sweep_stale_scratch(root: str | None = None) -> list[str]:
+    """Remove scratch bases left by runners whose host process is gone (killed): `discovery-sandbox-<pid>-*`."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return removed
+    for name in names:
+        pid = name[len(SCRATCH_PREFIX):].split("-", 1)[0] if name.startswith(SCRATCH_PREFIX) else ""
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, someone else's
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        removed.append(name)
+    return removed
+
+
+_WARNED: list[str] = []
+
+
+def warn_missing_layers(isolation: list[str]) -> None:
+    """Once per process: which layers bubblewrap would add, what stands in for them, how to get it."""
+    if _WARNED:
+        return
+    _WARNED.append("yes")
+    missing = [x for x in BWRAP_LAYERS if x not in isolation
+               and not (x == "no-capabilities" and "unprivileged-uid" in isolation)]
+    standing = [x for x in ("unprivileged-uid", "no-capabilities", "landlock-fs", "landlock-signals",
+                            "host-not-dumpable", "net-namespace", "seccomp") if x in isolation]
+    absent = [x for x in ("unprivileged-uid", "landlock-fs", "seccomp") if x not in isolation]
+    print(f"discovery sandbox: running without bubblewrap; missing layers: {', '.join(missing)}"
+          f"{'; also missing: ' + ', '.join(absent) if absent else ''}; in force instead: "
+          f"{', '.join(standing) or 'none'}. For the full set: `apt install bubblewrap` (or your distribution's "
+          "bubblewrap package); see docs/sandbox.md.", file=sys.stderr, flush=True)
+
+
 def import_path() -> list[str]:
     """The host's module search path (absolute), with this package's root first."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -133,7 +180,9 @@ class IsolatedRunner:
         self.child_layers: list[str] = []
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
-        self._scratch_base = tempfile.mkdtemp(prefix="discovery-sandbox-")
+        sweep_stale_scratch()
+        self._scratch_base = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+        atexit.register(shutil.rmtree, self._scratch_base, True)  # also when close() is never reached
         self._start()
 
     # ------------------------------------------------------------------ lifecycle
@@ -143,8 +192,9 @@ class IsolatedRunner:
         resp_r, resp_w = os.pipe()
         config = {"preload": list(self.preload), "setup": self.setup, "setup_payload": self.setup_payload,
                   "scratch_base": self._scratch_base, "threads": self.threads,
-                  "sys_path": import_path()}
+                  "sys_path": import_path(), "writable": list(self.writable), "readable": list(self.readable)}
         prefix = bwrap_command(self._scratch_base, self.writable, self.readable)
+        host_layers = [] if prefix or not confine.host_not_dumpable() else ["host-not-dumpable"]
         cmd = (prefix or []) + [sys.executable, "-m", "discovery.sandbox.server", str(req_r), str(resp_w)]
         env = sandbox_env.scrubbed({**os.environ, **self.env})
         env["PYTHONPATH"] = os.pathsep.join(import_path())
@@ -163,8 +213,10 @@ class IsolatedRunner:
             detail = (hello or {}).get("error") or self._log_tail()
             self.close()
             raise SandboxStartError(f"sandbox server failed to start: {detail}")
-        self.layers = list(hello["layers"])
+        self.layers = list(hello["layers"]) + host_layers
         self.child_layers = list(hello["child_layers"])
+        if not prefix:
+            warn_missing_layers(self.isolation)
 
     def _log_tail(self, n: int = 2000) -> str:
         try:

@@ -245,6 +245,8 @@ def main(argv: list[str]) -> int:
         outer.append("net-namespace")
         bring_up_loopback()
     server = Server(config, outer)
+    child.CONFINE = {"bwrap": "bwrap" in outer, "writable": list(config.get("writable") or []),
+                     "drop_root": not config.get("readable")}
     child.SECCOMP_BPF = child.compile_seccomp()
     if "net-namespace" in outer:  # sockets reach only this namespace's loopback: ranks may rendezvous
         child.SECCOMP_BPF_SOCKETS = child.compile_seccomp(sockets=True)
@@ -263,8 +265,9 @@ def main(argv: list[str]) -> int:
         message = wire.recv(req_fd)
         if message is None:
             return 0
-        wire.send(resp_fd, server.run_job(message))
-        server.finish()
+        reply = server.run_job(message)
+        server.finish()  # the job's scratch dir is gone before the host hears the answer
+        wire.send(resp_fd, reply)
 
 
 if __name__ == "__main__":

@@ -142,3 +142,18 @@ def setup_state(payload):
     module = types.ModuleType("tests_hostile_state")
     module.VALUE = payload["value"]
     sys.modules["tests_hostile_state"] = module
+
+
+def read_file(payload):
+    with open(payload["path"], "rb") as fh:
+        return fh.read(200).decode(errors="replace")
+
+
+def signal_process(payload):
+    """Signal 0 only asks whether a signal would be allowed (nothing is sent)."""
+    os.kill(payload["pid"], 0)
+    return "allowed"
+
+
+def identity(payload):
+    return {"uid": os.getuid(), "euid": os.geteuid(), "groups": os.getgroups()}
