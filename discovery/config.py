@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -40,7 +40,7 @@ class TaskConfig:
 
 @dataclass
 class ProposerConfig:
-    backend: str = "llamacpp"  # llamacpp | openai | replay | symbolic
+    backend: Literal["llamacpp", "openai", "replay", "symbolic"] = "llamacpp"
     model: str = "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -55,7 +55,8 @@ class ProposerConfig:
     recent: int = 3
     failures: int = 3
     replay_dir: str | None = None
-    response_format: str = "auto"  # auto | json_schema | json_object | text (structured output where supported)
+    # structured output where the endpoint supports it
+    response_format: Literal["auto", "json_schema", "json_object", "text"] = "auto"
     n_threads: int | None = None  # llamacpp: threads of the embedded server (None: half the usable cores)
     cpu_repack: bool = False  # llamacpp: llama.cpp's weight repacking (AMX/AVX-512 buffers); crashes some VMs
     draft_tokens: int = 0  # llamacpp: prompt-lookup decoding, tokens guessed from the prompt per step (0: off)
@@ -88,7 +89,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     max_length: int = 64
     max_prompt_length: int | None = None  # prompt cut to this when a pair exceeds max_length; None = half
-    truncation_mode: str = "keep_end"  # keep_end (the prompt's end, TRL 0.8's default) | keep_start
+    truncation_mode: Literal["keep_end", "keep_start"] = "keep_end"  # keep_end: the prompt's end (TRL 0.8)
     lr_scheduler_type: str = "constant"
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
@@ -120,7 +121,8 @@ class EvalConfig:
     betas: list[float] = field(default_factory=list)  # beta sweep; empty = the train beta only
     # one fitness from the sweep: best_beta | matched_kl | pooled (discovery/inner_loop/sweep.py)
     fitness: str = "best_beta"
-    paired_test: str = "t"  # comparisons with DPO by seed: t (paired, n-1 df) | permutation (sign-flip)
+    # comparisons with DPO by seed: t (paired, n-1 df) | permutation (sign-flip)
+    paired_test: Literal["t", "permutation"] = "t"
     screen: bool = True  # screen new candidates at low fidelity first
     screen_seeds: int = 1
     screen_steps_fraction: float = 0.5
@@ -133,13 +135,13 @@ class EvalConfig:
     mtbench_source: str | None = None  # URL prefix or local directory of the MT-Bench files
     mtbench_questions: int | None = None
     mtbench_max_new_tokens: int = 1024  # FastChat's answer limit
-    mtbench_backend: str = "auto"  # auto (vLLM when installed, else HF generate) | hf | vllm
+    mtbench_backend: Literal["auto", "hf", "vllm"] = "auto"  # auto: vLLM when installed, else HF generate
     vllm_gpu_memory_utilization: float = 0.9  # fraction of the GPU vLLM may take for MT-Bench answers
 
 
 @dataclass
 class ExecutorConfig:
-    name: str = "local"  # local | ray
+    name: Literal["local", "ray"] = "local"
     workers: int | None = None  # None = best layout for this machine
     threads_per_worker: int | None = None
     address: str | None = None  # ray: cluster address; None = local Ray
@@ -221,6 +223,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
         return dict(value)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices:
+            return value
+        match = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.5)
+        hint = f"; did you mean '{match[0]}'?" if match else ""
+        raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}{hint}")
     if tp is Any:
         return value
     if tp is bool:
@@ -261,7 +270,27 @@ def build_dataclass(cls, data: dict[str, Any], where: str = ""):
 
 
 def from_dict(data: dict[str, Any] | None) -> RunConfig:
-    return build_dataclass(RunConfig, data or {})
+    """The config from plain data (YAML, overrides, a stored run): keys and types checked, then `validate`."""
+    return validate(build_dataclass(RunConfig, data or {}))
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """The one pass over what types cannot say (ranges), run once at construction; one clear line on error.
+
+    Choices are `Literal` fields, checked (with the nearest choice) while building; checks that need other
+    modules (library names, GPUs, trackers) stay where those live.
+    """
+    for key, value in (("budget.proposals", config.budget.proposals), ("eval.seeds", config.eval.seeds),
+                       ("eval.screen_seeds", config.eval.screen_seeds)):
+        if value < 1:
+            raise ConfigError(f"{key} must be at least 1, got {value}")
+    for key, value in (("eval.reeval_seeds", config.eval.reeval_seeds),
+                       ("proposer.max_fix_attempts", config.proposer.max_fix_attempts)):
+        if value < 0:
+            raise ConfigError(f"{key} must be at least 0, got {value}")
+    if not 0 < config.eval.promote_fraction <= 1:
+        raise ConfigError(f"eval.promote_fraction must be in (0, 1], got {config.eval.promote_fraction}")
+    return config
 
 
 # ---------------------------------------------------------------- files and overrides

@@ -110,3 +110,26 @@ def test_losses_command_lists_every_entry():
     data = json.loads(run_cli("losses", "--json").stdout)
     assert [row["name"] for row in data] == library.names()
     assert all({"name", "formula", "code", "citation"} <= set(row) for row in data)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("executor.name=rayy", "executor.name must be one of local, ray, got 'rayy'; did you mean 'ray'?"),
+    ("proposer.backend=openia", "proposer.backend must be one of llamacpp, openai, replay, symbolic, got 'openia'; "
+                                "did you mean 'openai'?"),
+    ("train.truncation_mode=keep_middle", "train.truncation_mode must be one of keep_end, keep_start"),
+    ("eval.paired_test=wilcoxon", "eval.paired_test must be one of t, permutation"),
+    ("budget.proposals=0", "budget.proposals must be at least 1, got 0"),
+    ("eval.reeval_seeds=-1", "eval.reeval_seeds must be at least 0, got -1"),
+    ("eval.promote_fraction=1.5", "eval.promote_fraction must be in (0, 1], got 1.5"),
+])
+def test_choices_and_ranges_are_checked_once_at_construction(override, message, tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert str(info.value).startswith(message)
+    path = tmp_path / "bad.yaml"  # the same check from a file and from a stored run's dict
+    section, key = override.split("=")[0].split(".")
+    path.write_text(f"{section}:\n  {key}: {override.split('=')[1]}\n")
+    with pytest.raises(ConfigError, match=message.split(",")[0].replace("(", r"\(")):
+        load_config(path)
+    out = run_cli("config", "show", "--set", override)
+    assert out.returncode == 2 and out.stderr.strip().startswith("discovery: error: " + message[:30])

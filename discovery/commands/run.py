@@ -93,18 +93,10 @@ def _deep_update(into: dict, new: dict) -> None:
 
 
 def check(config: RunConfig) -> None:
-    """Fail fast, with one line, on what would only fail later."""
+    """Fail fast, with one line, on what would only fail later (choices and ranges: `config.validate`)."""
     for name in config.eval.baselines:
         if name not in library.names():
             raise ConfigError(f"eval.baselines: no library loss named '{name}'; known: {', '.join(library.names())}")
-    if config.executor.name not in ("local", "ray"):
-        raise ConfigError(f"executor.name must be local or ray, got '{config.executor.name}'")
-    for key, value in (("budget.proposals", config.budget.proposals), ("eval.seeds", config.eval.seeds),
-                       ("eval.screen_seeds", config.eval.screen_seeds)):
-        if value < 1:
-            raise ConfigError(f"{key} must be at least 1, got {value}")
-    if not 0 < config.eval.promote_fraction <= 1:
-        raise ConfigError(f"eval.promote_fraction must be in (0, 1], got {config.eval.promote_fraction}")
 
 
 def check_proposer(config: RunConfig) -> None:
