@@ -63,4 +63,4 @@ def _print_table(states) -> None:
         table.add_row(*(escape(printable(x)) for x in (
             s.path, state, started, s.task, f"{s.proposals}" + (f" ({counts})" if counts else ""),
             _fitness(s.best), _fitness(s.dpo), str(s.tokens), f"{s.cost_usd:.4f}")))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    Console(width=None if sys.stdout.isatty() else 400).print(table)  # a pipe: one line per run
