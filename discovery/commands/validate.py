@@ -9,8 +9,11 @@ from rich.table import Table
 
 from discovery.commands.common import add_config_args, config_from_args, print_json
 from discovery.errors import DiscoveryError
+from discovery.inspect.safe_text import markup, printable, text
 
-PASSED_CHECKS = ("static policy", "shape (B,) for B in 1,2,7,64", "finite loss and gradients on the grid",
+PASSED_CHECKS = ("static policy", "shape (B,) for B in 1,2,7,64",
+                 "same loss with/without grad and at B in 8,16,64,256 (batch statistics only)",
+                 "finite loss and gradients on the grid",
                  "gradients w.r.t. both policy log-probs", "inputs untouched, no aliasing", "deterministic",
                  "forward+backward speed at B=64")
 JSON_KEYS = ("valid", "errors", "diagnostics", "fingerprint", "sympy", "latex", "isolation", "seconds")
@@ -55,12 +58,13 @@ def run(args) -> int:
 def print_report(report, name: str) -> None:
     console = Console(width=120)
     verdict = "[green]VALID[/green]" if report.valid else "[red]INVALID[/red]"
-    console.print(f"{name}: {verdict}  ({report.seconds * 1000:.0f} ms)")
+    console.print(f"{markup(name)}: {verdict}  ({report.seconds * 1000:.0f} ms)")
     table = Table(title="checks", show_header=True)
     for column in ("check", "result", "reason"):
         table.add_column(column, overflow="fold")
     for error in report.errors:
-        table.add_row(error.check, "[red]fail[/red]", error.message)
+        rule = error.check if error.rule in (None, error.check) else f"{error.check} ({error.rule})"
+        table.add_row(text(rule), "[red]fail[/red]", text(error.message))
     if report.valid:
         for check in PASSED_CHECKS:
             table.add_row(check, "[green]pass[/green]", "")
@@ -70,8 +74,8 @@ def print_report(report, name: str) -> None:
         diag.add_column("property")
         diag.add_column("value", overflow="fold")
         for key, value in report.diagnostics.items():
-            diag.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+            diag.add_row(text(key), text(f"{value:.4g}" if isinstance(value, float) else value))
         console.print(diag)
-    console.print(f"fingerprint: {report.fingerprint or '-'}")
-    console.print(f"formula: {report.sympy or '-'}", markup=False)
-    console.print(f"isolation: {', '.join(report.isolation)}")
+    console.print(text(f"fingerprint: {report.fingerprint or '-'}"))
+    console.print(text(f"formula: {printable(report.sympy or '-')}"))
+    console.print(text(f"isolation: {', '.join(report.isolation)}"))

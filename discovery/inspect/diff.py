@@ -10,6 +10,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from discovery.archive import Archive
+from discovery.inspect.safe_text import markup, printable, text
 from discovery.inspect.views import CandidateRow, calls_by_candidate, format_number, row_of
 
 COMPARED = ("fitness", "ci_low", "ci_high", "lcb", "n", "kl", "heldout_accuracy", "tokens", "cost_usd")
@@ -53,13 +54,13 @@ def _number(value, sign: bool = False) -> str:
 def render_diff(doc: dict[str, Any], console: Console) -> None:
     a, b = doc["a"], doc["b"]
     if doc["code_diff"]:
-        console.print(Syntax(doc["code_diff"], "diff", word_wrap=True))
+        console.print(Syntax(printable(doc["code_diff"], newlines=True), "diff", word_wrap=True))
     else:
         console.print("the two candidates have the same code")
-    table = Table(title=f"B - A: #{b['id']} {b['name']} minus #{a['id']} {a['name']}", title_justify="left")
+    table = Table(title=markup(f"B - A: #{b['id']} {b['name']} minus #{a['id']} {a['name']}"), title_justify="left")
     for col in ("metric", "A", "B", "B - A"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for key, v in doc["deltas"].items():
         table.add_row(key, _number(v["a"]), _number(v["b"]), _number(v["delta"], sign=True))
-    table.add_row("status", a["status"], b["status"], "")
+    table.add_row("status", text(a["status"]), text(b["status"]), "")
     console.print(table)

@@ -9,9 +9,9 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
-from rich.text import Text
 
 from discovery.archive import Archive, CandidateDetail
+from discovery.inspect.safe_text import markup, printable, text
 from discovery.inspect.views import (
     CandidateRow,
     format_fitness,
@@ -32,14 +32,14 @@ def list_table(rows: list[CandidateRow], title: str) -> Table:
     for col in LIST_COLUMNS:
         table.add_column(col, overflow="fold", justify="right" if col in ("id", "gen", "KL", "cost") else "left")
     for r in rows:
-        name = Text(r.name + (" (baseline)" if r.baseline else ""), style="cyan" if r.baseline else "")
+        name = text(r.name + (" (baseline)" if r.baseline else ""), style="cyan" if r.baseline else "")
         reason = r.reason if len(r.reason) <= REASON_CHARS else r.reason[: REASON_CHARS - 1] + "…"
         status = r.status + (f": {reason}" if reason and r.duplicate_of is None else "")
         if r.duplicate_of is not None:
             status += f" of #{r.duplicate_of}"
-        table.add_row(str(r.id), str(r.generation), name, status, format_fitness(r), format_number(r.kl),
+        table.add_row(str(r.id), str(r.generation), name, text(status), format_fitness(r), format_number(r.kl),
                       format_number(r.heldout_accuracy), ",".join(f"#{p}" for p in r.parents) or "-",
-                      r.model or r.proposer or "-", f"${r.cost_usd:.4f}" if r.llm_calls else "-")
+                      text(r.model or r.proposer or "-"), f"${r.cost_usd:.4f}" if r.llm_calls else "-")
     return table
 
 
@@ -85,7 +85,7 @@ def _call_dict(x) -> dict[str, Any]:
 
 def render_detail(doc: dict[str, Any], console: Console) -> None:
     row = doc["candidate"]
-    head = f"#{row['id']} {row['name']}  [{row['status']}]" + (" baseline" if row["baseline"] else "")
+    head = markup(f"#{row['id']} {row['name']}  [{row['status']}]" + (" baseline" if row["baseline"] else ""))
     lines = [f"origin {row['origin']}, generation {row['generation']}, proposer {row['proposer'] or '-'}, "
              f"model {row['model'] or '-'}, stage {row['stage'] or '-'}"]
     if row["reason"]:
@@ -96,12 +96,12 @@ def render_detail(doc: dict[str, Any], console: Console) -> None:
         lines.append(f"formula: {doc['sympy']}")
     if doc["latex"]:
         lines.append(f"latex: {doc['latex']}")
-    console.print(Panel("\n".join(lines), title=head, title_align="left"))
-    console.print(Syntax(doc["code"], "python", line_numbers=True, word_wrap=True))
+    console.print(Panel(text("\n".join(lines), newlines=True), title=head, title_align="left"))
+    console.print(Syntax(printable(doc["code"], newlines=True), "python", line_numbers=True, word_wrap=True))
     validation = doc["validation"]
     diag = ", ".join(f"{k}={v}" for k, v in sorted(validation["diagnostics"].items()))
-    console.print(Panel(f"fingerprint {validation['fingerprint'] or '-'}\n{diag or 'no diagnostics'}",
-                        title="validation", title_align="left"))
+    console.print(Panel(text(f"fingerprint {validation['fingerprint'] or '-'}\n{diag or 'no diagnostics'}",
+                             newlines=True), title="validation", title_align="left"))
     console.print(_results_table(doc["results"]))
     console.print(_seeds_table(doc["evaluations"]))
     console.print(_lineage_text(doc["lineage"]))
@@ -125,7 +125,7 @@ def _seeds_table(evals: list[dict[str, Any]]) -> Table:
         table.add_column(col)
     for e in evals:
         table.add_row(str(e["seed"]), e["fidelity"], format_number(e["beta"], 4), format_number(e["fitness"], 4),
-                      str(e["steps"]), f"{e['seconds']:.1f}", e["reason"] or ("ok" if e["ok"] else "failed"))
+                      str(e["steps"]), f"{e['seconds']:.1f}", text(e["reason"] or ("ok" if e["ok"] else "failed")))
     return table
 
 
@@ -134,7 +134,7 @@ def _lineage_text(lineage: dict[str, list[dict[str, Any]]]) -> Panel:
         return ", ".join(f"#{x['id']} {x['name']} ({x['status']})" for x in items) or "-"
 
     body = "\n".join(f"{k}: {names(v)}" for k, v in lineage.items())
-    return Panel(body, title="lineage", title_align="left")
+    return Panel(text(body, newlines=True), title="lineage", title_align="left")
 
 
 def _calls_table(calls: list[dict[str, Any]]) -> Group:
@@ -142,9 +142,10 @@ def _calls_table(calls: list[dict[str, Any]]) -> Group:
     for col in ("#", "model", "verdict", "tokens in/out", "latency", "cost"):
         table.add_column(col)
     for i, x in enumerate(calls, 1):
-        table.add_row(str(i), x["model"], x["verdict"], f"{x['prompt_tokens']}/{x['completion_tokens']}",
+        table.add_row(str(i), text(x["model"]), text(x["verdict"]), f"{x['prompt_tokens']}/{x['completion_tokens']}",
                       f"{x['latency_s']:.1f}s", f"${x['cost_usd']:.4f}")
-    replies = [Panel(Text(x["reply"][-1500:]), title=f"reply {i} ({x['verdict']})", title_align="left")
+    replies = [Panel(text(x["reply"][-1500:], newlines=True), title=markup(f"reply {i} ({x['verdict']})"),
+                     title_align="left")
                for i, x in enumerate(calls, 1) if x["reply"]]
     return Group(table, *replies)
 

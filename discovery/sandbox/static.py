@@ -287,6 +287,27 @@ def check_source(code: str) -> list[Violation]:
     return unique
 
 
+HINTS = {"inplace": "write", "alias": "return", "speed": "loop", "timeout": "loop",
+         "size": None}
+
+
+def hint_line(code: str, check: str) -> int | None:
+    """The line a dynamic failure most likely comes from: first in-place write, loop or `return`."""
+    kind = HINTS.get(check)
+    tree, _ = parse(code) if kind else (None, None)
+    if tree is None:
+        return None
+    for node in ast.walk(tree):
+        if kind == "write" and (isinstance(node, ast.AugAssign) or (
+                isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store))):
+            return node.lineno
+        if kind == "loop" and isinstance(node, ast.For | ast.While):
+            return node.lineno
+        if kind == "return" and isinstance(node, ast.Return):
+            return node.lineno
+    return None
+
+
 def function_name(code: str) -> str | None:
     tree, _ = parse(code)
     funcs = [n for n in (tree.body if tree else []) if isinstance(n, ast.FunctionDef)]

@@ -49,6 +49,7 @@ BINARY = {"maximum": sp.Max, "minimum": sp.Min, "pow": lambda a, b: a**b, "logad
 CONSTANTS = {"pi": sp.pi, "e": sp.E}
 OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
        ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a**b}
+CLAMP_KEYWORDS = frozenset(("min", "max"))
 COMPARE = {ast.Lt: sp.Lt, ast.LtE: sp.Le, ast.Gt: sp.Gt, ast.GtE: sp.Ge}
 
 
@@ -97,7 +98,11 @@ class _Translator:
             isinstance(func.value, ast.Attribute))
         args = [self.expr(a) for a in node.args] if is_module else [self.expr(func.value)] + [
             self.expr(a) for a in node.args]
-        kwargs = {k.arg: self.expr(k.value) for k in node.keywords if k.arg in ("min", "max", "exponent")}
+        understood = CLAMP_KEYWORDS if name in ("clamp", "clip", "clamp_min", "clamp_max") else frozenset()
+        unknown = [k.arg or "**" for k in node.keywords if k.arg not in understood]
+        if unknown:  # e.g. F.softplus(x, beta=2): ignoring it would show another loss's formula
+            raise Untranslatable(f"line {node.lineno}: `{name}` with keyword {', '.join(unknown)} has no formula")
+        kwargs = {k.arg: self.expr(k.value) for k in node.keywords}
         if name in ("to", "type_as"):
             return self._to_number(args[0])
         if name in UNARY and len(args) == 1:

@@ -10,7 +10,7 @@ from typing import Any
 
 from discovery.config import SandboxConfig
 from discovery.sandbox.isolation import IsolatedRunner, JobResult, Limits
-from discovery.sandbox.static import check_source
+from discovery.sandbox.static import check_source, hint_line
 
 CHECK_JOB = "discovery.sandbox.jobs:check_job"
 PRELOAD = ("torch", "sympy", "discovery.sandbox.jobs")
@@ -22,6 +22,11 @@ class CheckError:
     check: str
     message: str
     line: int | None = None
+    rule: str | None = None  # the static rule id, or the check's name; always set by validate()
+
+    def __post_init__(self):
+        if self.rule is None:
+            self.rule = self.check
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,21 @@ def _job_failure(result: JobResult, config: SandboxConfig) -> CheckError:
     return CheckError("crash" if result.kind == "crash" else "internal", f"the check process failed: {last}")
 
 
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def with_line(error: CheckError, code: str) -> CheckError:
+    """A dynamic failure without a line gets the line the code most likely means (first in-place write, loop)."""
+    if error.line is not None:
+        return error
+    line = hint_line(code, error.check)
+    if line is None:
+        return error
+    message = error.message if error.message.startswith("line ") else f"line {line}: {error.message}"
+    return CheckError(error.check, message, line, error.rule)
+
+
 def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRunner | None = None
              ) -> ValidationReport:
     """Static policy in this process, then unit checks/diagnostics/fingerprint in an isolated child."""
@@ -91,18 +111,19 @@ def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRun
     start = time.perf_counter()
     violations = check_source(code)
     if violations:
-        return ValidationReport(valid=False, errors=[CheckError("static", v.message, v.line) for v in violations],
+        return ValidationReport(valid=False, errors=[CheckError("static", v.message, v.line, v.rule)
+                                                     for v in violations],
                                 isolation=["static-policy"], seconds=time.perf_counter() - start)
     runner = runner or default_runner()
     result = runner.run(CHECK_JOB, {"code": code, "max_call_seconds": config.max_call_seconds},
                         limits_for(config))
     isolation = ["static-policy", "restricted-builtins", *result.isolation]
     if not result.ok:
-        return ValidationReport(valid=False, errors=[_job_failure(result, config)], isolation=isolation,
-                                seconds=time.perf_counter() - start)
+        return ValidationReport(valid=False, errors=[with_line(_job_failure(result, config), code)],
+                                isolation=isolation, seconds=time.perf_counter() - start)
     value = result.value or {}
-    errors = [CheckError(e.get("check", "?"), str(e.get("message", "")), e.get("line"))
-              for e in value.get("errors", [])]
+    errors = [with_line(CheckError(str(e.get("check", "?")), str(e.get("message", "")), _int(e.get("line")),
+                                   e.get("rule")), code) for e in value.get("errors", [])]
     return ValidationReport(
         valid=not errors, errors=errors, diagnostics=value.get("diagnostics", {}),
         fingerprint=value.get("fingerprint"), probe_values=list(value.get("probe_values") or []),
