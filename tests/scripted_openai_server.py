@@ -9,7 +9,8 @@ Real HTTP, real JSON: the code under test runs its real `openai` client up to th
 
 Each chat-completion request takes the next scripted reply; when the script runs out, `default`
 answers (a `Reply`, a string, or a callable `request_body -> Reply | str`). `server.requests` holds
-every request body received (path in `body["_path"]`).
+every request body received (path in `body["_path"]`). A one-token request (`max_tokens=1`, the
+proposer's fail-fast probe before a run) is answered "OK" and kept in `server.probes` instead.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class ScriptedOpenAIServer:
         self.script: deque[ReplySource] = deque(replies)
         self.api_key = api_key  # when set, requests without `Authorization: Bearer <api_key>` get a 401
         self.rejected: list[str] = []  # paths of requests refused for a missing or wrong key
+        self.probes: list[dict] = []  # one-token start-up checks (max_tokens=1): answered "OK", script untouched
         self.default = default
         self.model = model
         self.requests: list[dict] = []
@@ -161,6 +163,11 @@ class ScriptedOpenAIServer:
                 except json.JSONDecodeError:
                     body = {}
                 body["_path"] = self.path
+                if body.get("max_tokens") == 1 and self.path.endswith("/chat/completions"):
+                    with server._lock:  # the proposer's fail-fast probe, as a real endpoint would answer it
+                        server.probes.append(body)
+                    self._send(200, json.dumps(server._completion(Reply("OK", completion_tokens=1))))
+                    return
                 reply = server._next(body)
                 if reply.delay:
                     server._hang(reply.delay)
