@@ -3,8 +3,9 @@
     nice -n 10 python bench/proposer_speed.py --gguf ~/.cache/discovery-test/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --n 3
 
 One server per setting, all loaded at once; proposal i of every setting runs back to back (ABAB...), so
-a machine whose load drifts slows them alike. Same model, context, proposer seed and validator (the real
-sandbox); a proposal's seconds include its fix-ups. Settings:
+a machine whose load drifts slows them alike. Same model, context (the library as baselines; round i
+is generation i, as in the loop), proposer seed and validator (the real sandbox); a proposal's
+seconds include its fix-ups. Settings:
   before  what the code did before (llama-cpp-python's server defaults: weight repacking on, half the
           cores for generation, logits of every prompt token kept)
   after   the defaults now (`discovery.proposer.factory.server_options`)
@@ -114,10 +115,11 @@ def main() -> None:
     offsets = dict.fromkeys(proposers, 0)
     try:
         for i in range(args.n):
+            round_context = replace(context, generation=i + 1)  # as in the loop: the prompt says which generation
             for name, proposer in proposers.items():
                 _, offsets[name] = log_since(proposer.server, 0)
                 t0 = time.monotonic()
-                proposal = proposer.propose(context)
+                proposal = proposer.propose(round_context)
                 seconds = time.monotonic() - t0
                 log, offsets[name] = log_since(proposer.server, offsets[name])
                 add(tallies[name], proposal, seconds, log)
