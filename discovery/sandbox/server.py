@@ -100,6 +100,16 @@ class Server:
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = None
 
+    def retire_scratch(self) -> None:
+        """Move the last job's scratch dir out of its path at once (removed in `finish`, after the reap)."""
+        if self.scratch is not None:
+            trash = os.path.join(self.scratch_base, ".done-" + os.path.basename(self.scratch))
+            try:
+                os.rename(self.scratch, trash)
+                self.scratch = trash
+            except OSError:
+                self.finish()
+
     def run_job(self, message: dict) -> dict:
         """One job in `message["processes"]` forked, hardened children (default 1: no ranks).
 
@@ -266,8 +276,9 @@ def main(argv: list[str]) -> int:
         if message is None:
             return 0
         reply = server.run_job(message)
-        server.finish()  # the job's scratch dir is gone before the host hears the answer
+        server.retire_scratch()  # the job's scratch path is gone before the host hears the answer
         wire.send(resp_fd, reply)
+        server.finish()
 
 
 if __name__ == "__main__":
