@@ -65,3 +65,7 @@ def probe_secrets(payload):
         error = f"{type(exc).__name__}: {exc}"
     return {"found": found, "readable": readable, "reached": reached, "error": None if reached else error,
             "rank": os.environ.get("RANK"), "env_keys": sorted(os.environ)}
+
+
+def environment(payload):
+    return {k: v for k, v in os.environ.items() if k.startswith(("ACCELERATE_", "FSDP_", "RANK", "WORLD_SIZE"))}

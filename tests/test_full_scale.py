@@ -303,3 +303,36 @@ def test_gpu_device_nodes_and_caches_are_bound_into_the_sandbox(monkeypatch, tmp
               f"touch {cache}/c 2>/dev/null || echo cache-read-only")
     done = subprocess.run(prefix + ["sh", "-c", script], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["writable", "cache-read-only"], done.stderr
+
+
+FSDP_CONFIG = """compute_environment: LOCAL_MACHINE
+distributed_type: FSDP
+fsdp_config:
+  fsdp_sharding_strategy: FULL_SHARD
+  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP
+  fsdp_state_dict_type: FULL_STATE_DICT
+mixed_precision: bf16
+num_machines: 1
+num_processes: 8
+"""
+
+
+def test_your_accelerate_config_reaches_every_rank(tmp_path):
+    from discovery.errors import ConfigError
+    from discovery.executors.accelerate_env import accelerate_env
+    from discovery.sandbox.isolation import IsolatedRunner, Limits
+
+    path = tmp_path / "fsdp.yaml"
+    path.write_text(FSDP_CONFIG)
+    env = accelerate_env(str(path), processes=2)
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_SHARDING_STRATEGY"] == "FULL_SHARD"
+    assert env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    with pytest.raises(ConfigError, match="no such file"):
+        accelerate_env(str(tmp_path / "missing.yaml"), 2)
+    limits = Limits(wall_seconds=30, memory_mb=2048, cpu_seconds=60, loopback_sockets=True)
+    with IsolatedRunner(preload=(), limits=limits, threads=1) as runner:  # the scrub drops them from the server
+        one = runner.run("fullscale_jobs:environment", {}, env=env)
+        two = runner.run("fullscale_jobs:environment", {}, env=env, processes=2)
+    assert one.ok and two.ok, (one.error, two.error)
+    assert one.value["ACCELERATE_USE_FSDP"] == "true" and "RANK" not in one.value
+    assert two.value["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT" and two.value["WORLD_SIZE"] == "2"

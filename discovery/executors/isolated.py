@@ -74,7 +74,8 @@ class IsolatedEvaluator:
             self.out_base = Path(tempfile.mkdtemp(prefix="worker-", dir=root))
             self.keeper = keeper or CheckpointKeeper(root, config.executor.keep_checkpoints)
         rank_threads = max(1, threads // self.processes)
-        env = {**paths.hf_env(), **accelerate_env(config.executor.accelerate_config, self.processes)}
+        env = paths.hf_env()
+        self.job_env = accelerate_env(config.executor.accelerate_config, self.processes)  # set after the scrub
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         self.limits = train_limits(self.task, rank_threads, self.processes)
@@ -96,7 +97,7 @@ class IsolatedEvaluator:
         out.mkdir(parents=True)
         try:
             job = self.runner.run(TRAIN_JOB, {**payload, "out_dir": str(out)}, limits=self.limits,
-                                  processes=self.processes)
+                                  processes=self.processes, env=self.job_env)
             if not job.ok:
                 return result_of(payload, False, None, job.kind, job.error, job.seconds, tuple(job.isolation))
             result = self._score(self._checkpoint(job.value, payload, out), payload)

@@ -258,11 +258,13 @@ class IsolatedRunner:
 
     # ------------------------------------------------------------------ jobs
 
-    def run(self, job: str, payload: dict, limits: Limits | None = None, processes: int = 1) -> JobResult:
+    def run(self, job: str, payload: dict, limits: Limits | None = None, processes: int = 1,
+            env: dict[str, str] | None = None) -> JobResult:
         """Run `job` ("module:function") on `payload` in a fresh isolated child; never raises for job faults.
 
         `processes` > 1 runs it as that many ranks of one distributed job (RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1
         and MASTER_PORT set; pass `limits.loopback_sockets` so that they can rendezvous); rank 0 answers.
+        `env`: variables set in the job's children after the scrub (secret-looking names are still dropped).
         """
         limits = limits or self.limits
         with self._lock:
@@ -271,7 +273,7 @@ class IsolatedRunner:
             start = time.perf_counter()
             try:
                 wire.send(self._req, {"job": job, "payload": payload, "limits": limits.to_dict(),
-                                      "processes": int(processes)})
+                                      "processes": int(processes), "env": dict(env or {})})
                 reply = wire.recv(self._resp, timeout=limits.wall_seconds + 30)
             except (OSError, ValueError) as exc:
                 reply = None
