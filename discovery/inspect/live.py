@@ -21,7 +21,7 @@ from typing import Any
 
 import jinja2
 
-from discovery import jsonout
+from discovery import jsonout, ranking
 from discovery.archive import Archive, ArchiveError, CandidateSummary, db_path
 from discovery.inspect.runs import RUNNING, state_of
 
@@ -80,10 +80,11 @@ def last_failures(archive: Archive) -> list[dict[str, Any]]:
 
 def live_state(archive: Archive, run_dir: str | Path) -> dict[str, Any]:
     info = archive.run_info()
-    state = state_of(archive, run_dir)
+    summaries = archive.summaries()  # read once: the best, the leaderboard and the counts come from it
+    state = state_of(archive, run_dir, summaries)
     now = time.time()
     end = now if state.state == RUNNING or not info or info.ended_at is None else info.ended_at
-    leaders = archive.leaderboard(k=LEADERS)
+    leaders = ranking.leaderboard(summaries, archive.needs_reeval())[:LEADERS]
     return {
         "run_dir": str(run_dir), "state": state.state, "reason": state.reason, "task": state.task,
         "elapsed_s": (end - info.created_at) if info else None, "proposals": state.proposals,

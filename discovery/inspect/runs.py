@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from discovery import ranking
 from discovery.archive import Archive, ArchiveError, CandidateSummary, db_path
 from discovery.archive.lock import PID_NAME
 from discovery.errors import DiscoveryError
@@ -85,14 +86,18 @@ def classify(ended_at: float | None, end_reason: str, pid: int | None, unfinishe
     return STOPPED, end_reason or "stopped"
 
 
-def state_of(archive: Archive, run_dir: str | Path) -> RunState:
+def state_of(archive: Archive, run_dir: str | Path, summaries: list[CandidateSummary] | None = None) -> RunState:
+    """The run's state; `summaries` = `archive.summaries()` when the caller has them already."""
     info = archive.run_info()
     counts = archive.status_counts()
     unfinished = sum(counts.get(s, 0) for s in ACTIVE)
     pid = live_pid(run_dir)
     state, reason = classify(info.ended_at if info else None, info.end_reason if info else "", pid, unfinished)
     usage = archive.usage()
-    best = archive.best(k=1, include_baselines=False)
+    if summaries is None:
+        best = archive.best(k=1, include_baselines=False)
+    else:
+        best = ranking.best(summaries, archive.needs_reeval(), include_baselines=False)
     return RunState(
         path=str(run_dir), state=state, reason=reason, task=info.task_name if info else "",
         started_at=info.created_at if info else None, ended_at=info.ended_at if info else None,
