@@ -138,7 +138,7 @@ def print_table(tallies: dict[str, Tally], n: int) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name, t in tallies.items():
         mean = sum(t.seconds) / n
-        ratio = f"{base / mean:.2f}x faster" if base else "-"
+        ratio = f"{base / mean:.2f}x faster" if base and name != "before" else "-"
         gen = t.eval_runs / (t.eval_ms / 1000) if t.eval_ms else float("nan")
         pp = t.prompt_evaluated / (t.prompt_ms / 1000) if t.prompt_ms else float("nan")
         reused = f"{t.reused}/{t.prompt_tokens} ({t.reused / max(1, t.prompt_tokens):.0%})"
