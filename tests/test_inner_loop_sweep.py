@@ -143,3 +143,26 @@ def test_reeval_confirms_at_the_given_beta_on_fresh_seeds():
     jobs = stage_jobs(config, 7, REEVAL, beta=0.2)
     assert [(j.seed, j.fidelity.beta) for j in jobs] == [(3, 0.2), (4, 0.2)]
     assert {j.fidelity.beta for j in stage_jobs(config, 7, REEVAL)} == {None}  # no sweep: train.beta
+
+
+# ---------------------------------------------------------------- the synthetic task's regime and labels
+
+def test_training_length_is_steps_or_epochs_over_the_pairs():
+    from discovery.config import load_config
+    from discovery.inner_loop.synthetic import train_steps
+
+    t = load_config(None, ["train.max_steps=-1", "train.num_train_epochs=2"]).train
+    assert train_steps(t, 1024) == 128 and train_steps(t, 1024, 0.5) == 64  # 2 epochs at batch 16
+    assert train_steps(load_config(None, ["train.max_steps=40"]).train, 1024, 0.25) == 10
+    assert train_steps(load_config().train, 1024) == 128  # the default: 2 epochs of the default 1024 pairs
+
+
+def test_label_statistics_follow_the_noise_model():
+    from discovery.inner_loop.synthetic_build import SyntheticOptions, label_stats
+
+    clear = label_stats(SyntheticOptions(label_noise=0.0), [5.0, 5.0], [0.0, 0.0])
+    assert clear["inter_annotator_agreement"] > 0.999 and clear["near_ties"] == 0.0
+    ties = label_stats(SyntheticOptions(label_noise=0.1), [1.0, 2.0], [1.0, 2.0])
+    assert abs(ties["inter_annotator_agreement"] - 0.5) < 1e-6 and ties["near_ties"] == 1.0
+    flips = label_stats(SyntheticOptions(label_noise=0.25), [5.0], [0.0])  # q = 0.75: agreement 0.625
+    assert abs(flips["label_accuracy"] - 0.75) < 1e-6 and abs(flips["inter_annotator_agreement"] - 0.625) < 1e-6
