@@ -203,7 +203,10 @@ def analyse_run(run_dir: Path, k: int) -> dict:
         summaries = archive.summaries()
         dpo = archive.baseline("dpo")
         usage = archive.usage()
-        winners = archive.best(k=1, include_baselines=False)
+        # the arm's winner is the first proposal of the run's table (discovery.ranking: confirmed ones first);
+        # unconfirmed when none was re-evaluated: the experiment confirms it on its own fresh seeds
+        winners = [s for s in archive.leaderboard() if not s.candidate.is_baseline and s.fidelity == "full"
+                   and s.status == "evaluated"][:1]
         config = archive.run_info().config
         per_seed = by_seed(archive.evaluations(fidelity="full"))
     props = [s for s in summaries if not s.candidate.is_baseline][:k]

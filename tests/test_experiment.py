@@ -93,7 +93,13 @@ def test_tiny_experiment_end_to_end_then_a_rerun_skips_finished_runs(experiment,
     fresh = result["reevaluation"]
     assert set(fresh) == {"dpo", "slic", replay_seed["label"], symbolic_seed["label"]}
     assert all(s["n"] == 2 for s in fresh.values()) and result["fresh_seeds"] == [1000, 1001]
-    assert [g["met"] for g in result["goals"]][0] in (True, False) and len(result["goals"]) == 2
+    # the goals follow from the evidence of this run (1 loop seed: the replay winner must beat DPO on it)
+    beats = bool(replay_seed["fresh_vs_dpo"]["beats"])
+    first, second = result["goals"]
+    assert first["met"] is beats and first["why"] == f"{int(beats)} of 1 loop seeds"
+    mine = result["arms"]["replay"]["median_proposals_to_beat_dpo"]
+    theirs = result["arms"]["symbolic"]["median_proposals_to_beat_dpo"]
+    assert second["met"] is (mine < theirs) and "median proposals: replay" in second["why"]
     stored = json.loads((out / "experiment.json").read_text())
     assert stored["arms"]["replay"]["seeds"][0]["winner"]["name"] == "a_hinge"
     assert (out / "experiment.png").stat().st_size > 10_000 and "a_hinge" in (out / "experiment.md").read_text()
