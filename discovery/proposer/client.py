@@ -81,7 +81,8 @@ class ChatClient:
         patience); the embedded server's client keeps its crash handling, so a CPU that cannot run the
         model fails here too.
         """
-        quick = self._client.with_options(timeout=min(timeout, float(self._client.timeout)), max_retries=1)
+        quick = self._client.with_options(timeout=min(timeout, float(self._client.timeout)),
+                                          max_retries=min(1, self._client.max_retries))
         try:
             return self._call([{"role": "user", "content": "Say OK."}], "text", max_tokens=1, client=quick)
         except openai.BadRequestError as exc:
@@ -89,11 +90,13 @@ class ChatClient:
 
     def _call(self, messages, mode: str, **create) -> ChatReply:
         start = time.monotonic()
+        client = create.get("client") or self._client
         try:
             response = self._create(messages, mode, **create)
         except openai.APITimeoutError:
+            tries = self.tries if client is self._client else client.max_retries + 1
             raise ProposerError(f"the LLM endpoint {self._where()} timed out after "
-                                f"{self.tries} tries of {self._client.timeout}s "
+                                f"{tries} tries of {client.timeout}s "
                                 "(raise proposer.timeout or proposer.max_retries)") from None
         except openai.APIConnectionError as exc:
             raise ProposerError(f"cannot reach the LLM endpoint {self._where()}: {_one_line(exc)}") from None
