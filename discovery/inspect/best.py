@@ -20,14 +20,18 @@ class Winner:
         return self.summary.id
 
 
-def eligible(archive: Archive, include_baselines: bool = False) -> list[CandidateSummary]:
-    """Those that may be called best (`ranking.may_be_called_best`), best first."""
-    return ranking.best(archive.summaries(status=Status.EVALUATED), archive.needs_reeval(), include_baselines)
+def eligible(archive: Archive, include_baselines: bool = False,
+             summaries: list[CandidateSummary] | None = None) -> list[CandidateSummary]:
+    """Those that may be called best (`ranking.may_be_called_best`), best first; `summaries` = the archive's
+    summaries when the caller has read them already (a large report reads them once)."""
+    found = archive.summaries(status=Status.EVALUATED) if summaries is None else summaries
+    return ranking.best(found, archive.needs_reeval(), include_baselines)
 
 
-def winner(archive: Archive, include_baselines: bool = False) -> Winner | None:
+def winner(archive: Archive, include_baselines: bool = False,
+           summaries: list[CandidateSummary] | None = None) -> Winner | None:
     needs_reeval = archive.needs_reeval()
-    ranked = eligible(archive, include_baselines)
+    ranked = eligible(archive, include_baselines, summaries)
     if not ranked:
         return None
     rule = ("best by the lower 95% confidence bound of fitness among proposals that completed re-evaluation "

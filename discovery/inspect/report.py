@@ -42,9 +42,10 @@ def report_context(archive: Archive, run_dir: str, curves: int, runner=None) -> 
     info = archive.run_info()
     config = info.config if info else {}
     beta = train_beta(config)
-    rows = candidate_rows(archive)
+    summaries = archive.summaries()  # read once: the table, the figures and the winner come from them
+    rows = candidate_rows(archive, summaries)
     objective = f"fitness ({info.task_name})" if info else "fitness"
-    best = winner(archive)
+    best = winner(archive, summaries=summaries)
     top = _curve_candidates(archive, rows, curves)
     curve_set = sandbox_curves(with_dpo({_label(r): archive.candidate(r.id).code for r in top}), beta, runner) \
         if curves > 0 else CurveSet()

@@ -109,10 +109,10 @@ def row_of(summary: CandidateSummary, calls: list[LLMCallRecord]) -> CandidateRo
     )
 
 
-def candidate_rows(archive: Archive) -> list[CandidateRow]:
-    """All candidates in proposal (id) order."""
+def candidate_rows(archive: Archive, summaries: list[CandidateSummary] | None = None) -> list[CandidateRow]:
+    """All candidates in proposal (id) order (`summaries`: `archive.summaries()`, if already read)."""
     calls = calls_by_candidate(archive.llm_calls())
-    return [row_of(s, calls.get(s.id, [])) for s in archive.summaries()]
+    return [row_of(s, calls.get(s.id, [])) for s in (archive.summaries() if summaries is None else summaries)]
 
 
 def sort_rows(rows: list[CandidateRow], key: str, needs_reeval: bool = True) -> list[CandidateRow]:
