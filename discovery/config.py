@@ -120,7 +120,7 @@ class EvalConfig:
     seeds: int = 3
     betas: list[float] = field(default_factory=list)  # beta sweep; empty = the train beta only
     # one fitness from the sweep: best_beta | matched_kl | pooled (discovery/inner_loop/sweep.py)
-    fitness: str = "best_beta"
+    fitness: Literal["best_beta", "matched_kl", "pooled"] = "best_beta"
     # comparisons with DPO by seed: t (paired, n-1 df) | permutation (sign-flip)
     paired_test: Literal["t", "permutation"] = "t"
     screen: bool = True  # screen new candidates at low fidelity first
