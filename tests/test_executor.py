@@ -42,8 +42,18 @@ def test_bad_layouts_are_config_errors():
 
 
 def test_unknown_executor_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown executor"):
-        make_executor(load_config(None, ["executor.name=slurm"]), Layout(1, 1))
+    # refused when the config is built, before any worker starts, with the choices and the nearest one
+    with pytest.raises(ConfigError, match="executor.name must be one of local, ray, got 'slurm'"):
+        load_config(None, ["executor.name=slurm"])
+    with pytest.raises(ConfigError, match="did you mean 'local'"):
+        load_config(None, ["executor.name=loca"])
+
+
+def test_make_executor_refuses_an_unregistered_name():
+    config = load_config(None, [])
+    config.executor.name = "slurm"  # past the config's own check: the factory still names what exists
+    with pytest.raises(ConfigError, match="unknown executor 'slurm'"):
+        make_executor(config, Layout(1, 1))
 
 
 @pytest.fixture(scope="module")
