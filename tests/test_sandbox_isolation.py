@@ -17,18 +17,12 @@ FAST = Limits(wall_seconds=10, memory_mb=1024, cpu_seconds=20)
 @pytest.fixture(scope="module")
 def runner():
     """A runner started while the parent environment holds (fake) secrets."""
-    saved = {k: os.environ.get(k) for k in SECRETS}
-    os.environ.update(SECRETS)
-    try:
+    with pytest.MonkeyPatch.context() as env:  # the secrets are set for this module only
+        for key, value in SECRETS.items():
+            env.setenv(key, value)
         with IsolatedRunner(preload=("torch",), setup="hostile.jobs:setup_state", setup_payload={"value": 42},
                             limits=FAST, threads=2) as r:
             yield r
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def run(runner, job, payload=None, limits=None):

@@ -19,18 +19,11 @@ FAST = Limits(wall_seconds=10, memory_mb=1024, cpu_seconds=20)
 
 @pytest.fixture(scope="module")
 def runner():
-    saved = {k: os.environ.get(k) for k in ("DISCOVERY_SANDBOX_NO_BWRAP", "OPENAI_API_KEY")}
-    os.environ["DISCOVERY_SANDBOX_NO_BWRAP"] = "1"
-    os.environ["OPENAI_API_KEY"] = SECRET
-    try:
+    with pytest.MonkeyPatch.context() as env:  # restored for the rest of the suite
+        env.setenv("DISCOVERY_SANDBOX_NO_BWRAP", "1")
+        env.setenv("OPENAI_API_KEY", SECRET)
         with IsolatedRunner(preload=("torch",), limits=FAST, threads=1) as r:
             yield r
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def run(runner, job, payload=None):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from discovery.api.reading import Run, open_run
-from discovery.archive import Archive, CandidateSummary, Event, db_path
-from discovery.config import RunConfig, from_dict
+from discovery.archive import CandidateSummary, Event, db_path
+from discovery.config import RunConfig
 from discovery.errors import DiscoveryError
 from discovery.loop import LoopResult
 
@@ -61,15 +61,9 @@ def run(config: RunConfig | None = None, *, on_event: Callable[[Event], None] | 
 def resume(run_dir: str | Path, *, on_event: Callable[[Event], None] | None = None,
            progress: bool = False) -> RunResult:
     """Continue a stopped run with its stored config (as `discovery run --resume RUN_DIR`)."""
-    from discovery.commands.run import execute
+    from discovery.commands.run import execute, stored_config
 
     run_dir = Path(run_dir)
-    if not db_path(run_dir).is_file():
-        raise DiscoveryError(f"no run to resume in {run_dir}: {db_path(run_dir)} does not exist")
-    with Archive.open(run_dir, readonly=True) as archive:
-        info = archive.run_info()
-    if info is None:
-        raise DiscoveryError(f"{run_dir} holds an archive without a run record; cannot resume it")
-    config = from_dict(info.config)
+    config = stored_config(run_dir)
     result, top = execute(config, run_dir, True, _progress(progress), on_event=on_event)
     return RunResult(result, top, open_run(run_dir))

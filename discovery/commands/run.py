@@ -44,18 +44,22 @@ def register(subparsers) -> None:
 # ---------------------------------------------------------------- config and run dir
 
 
+def stored_config(run_dir: Path) -> RunConfig:
+    """The config a run was started with, read from its archive (for --resume and discovery.resume)."""
+    if not db_path(run_dir).is_file():
+        raise DiscoveryError(f"no run to resume in {run_dir}: {db_path(run_dir)} does not exist")
+    with Archive.open(run_dir, readonly=True) as archive:
+        info = archive.run_info()
+    if info is None:
+        raise DiscoveryError(f"{run_dir} holds an archive without a run record; cannot resume it")
+    return from_dict(info.config)
+
+
 def resolve(args) -> tuple[RunConfig, Path, bool]:
     """(config, run_dir, resuming) from the flags; a resumed run keeps its stored config plus overrides."""
     if args.resume:
         run_dir = Path(args.resume)
-        if not db_path(run_dir).is_file():
-            raise DiscoveryError(f"no run to resume in {run_dir}: {db_path(run_dir)} does not exist")
-        with Archive.open(run_dir, readonly=True) as archive:
-            info = archive.run_info()
-        if info is None:
-            raise DiscoveryError(f"{run_dir} holds an archive without a run record; cannot resume it")
-        base = from_dict(info.config)
-        config = _with_overrides(base, args)
+        config = _with_overrides(stored_config(run_dir), args)
         return config, run_dir, True
     config = config_from_args(args, SHORTCUTS)
     run_dir = Path(args.run_dir or config.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
