@@ -150,3 +150,16 @@ def test_topk_recent_context_top_recent_failures_baselines_and_parents(tmp_path)
     assert [c.reason for c in context.failures] == ["nan loss", "bad 2", "bad 1"]
     assert [c.id for c in context.baselines] == [base[1], base[0]] and context.generation == 7
     assert all(c.fitness is not None for c in context.top)
+
+
+def test_run_summary_writes_a_one_seed_fitness_without_an_infinite_interval(tmp_path):
+    archive, config = open_run(tmp_path)
+    add(archive, "dpo", [0.5], stage="baseline", fidelity="full")
+    top = archive.leaderboard(k=10)
+    assert top and top[0].fitness.n == 1
+    result = LoopResult("done", top[0], top[0], {}, archive.usage(), 1.0)
+    console = Console(file=io.StringIO(), width=200)
+    console.print(summary_table(result, top))
+    text = console.file.getvalue()
+    assert "0.5000 (no CI)" in text and "inf" not in text
+    archive.close()

@@ -124,13 +124,20 @@ class QuietProgress:
         pass
 
 
+def _interval(f) -> str:
+    """`mean [low, high]`, or `mean (no CI)` for one seed (as stats.fitness_text says it)."""
+    if not (math.isfinite(f.ci_low) and math.isfinite(f.ci_high)):
+        return f"{f.mean:.4f} (no CI)"
+    return f"{f.mean:.4f} [{f.ci_low:.4f}, {f.ci_high:.4f}]"
+
+
 def summary_table(result: LoopResult, top: list[CandidateSummary]) -> Table:
     table = Table(title=f"stopped: {result.stop_reason} after {duration(result.elapsed)}", title_justify="left")
     for col in ("#", "name", "origin", "stage", "fitness (95% CI)", "n"):
         table.add_column(col)
     for s in top:
         f = s.fitness
-        ci = f"{f.mean:.4f} [{f.ci_low:.4f}, {f.ci_high:.4f}]" if f else "-"
+        ci = _interval(f) if f else "-"
         table.add_row(str(s.id), s.candidate.name, str(s.candidate.origin), s.stage, ci, str(f.n if f else 0))
     return table
 
