@@ -40,9 +40,13 @@ def test_the_no_bwrap_path_is_taken_and_says_which_layers(runner):
     assert "bwrap" not in runner.isolation and "readonly-fs" not in runner.isolation
     if confine.landlock_abi() >= 1:
         assert "landlock-fs" in runner.isolation
-    if os.getuid() == 0:
+    if os.getuid() == 0 and confine.others_can_read(confine.python_paths()):
         assert "unprivileged-uid" in runner.isolation
         assert run(runner, "identity").value["uid"] == confine.NOBODY
+    elif os.getuid() == 0:  # Python lives where nobody cannot read it (pyenv under /root): root, confined
+        assert "no-capabilities" in runner.isolation
+        if confine.landlock_abi() >= 1:
+            assert "landlock-reads" in runner.isolation
     else:
         assert "host-not-dumpable" in runner.isolation
 
@@ -77,7 +81,8 @@ def test_cannot_write_outside_the_scratch_dir(runner, tmp_path):
 def test_cannot_read_etc_shadow(runner):
     if not os.path.exists("/etc/shadow"):
         pytest.skip("no /etc/shadow on this host")
-    need(runner, "unprivileged-uid")
+    if not {"unprivileged-uid", "landlock-reads"} & set(runner.isolation):
+        pytest.skip("neither a uid drop nor Landlock read rules on this host")
     result = run(runner, "read_file", {"path": "/etc/shadow"})
     assert not result.ok and result.kind == "policy"
 
@@ -97,25 +102,35 @@ def test_cannot_signal_the_host(runner):
     assert not result.ok and result.kind in ("policy", "exception"), result.value
 
 
-def test_a_training_runner_keeps_root_but_no_capabilities(tmp_path):
+def test_a_validation_child_imports_what_was_not_loaded_before_the_fork(runner):
+    # Python under root's home (pyenv in /root) is unreadable to nobody: the child must still import
+    # stdlib modules lazily, as sympy does (mpmath -> colorsys); this made every proposal invalid
+    result = run(runner, "import_module", {"name": "colorsys"})
+    assert result.ok, result.error
+
+
+def test_a_training_runner_keeps_root_but_no_capabilities(tmp_path, tmp_path_factory, monkeypatch):
     if os.getuid() != 0:
         pytest.skip("only a root host has capabilities to drop")
-    saved = os.environ.get("DISCOVERY_SANDBOX_NO_BWRAP")
-    os.environ["DISCOVERY_SANDBOX_NO_BWRAP"] = "1"
+    monkeypatch.setenv("DISCOVERY_SANDBOX_NO_BWRAP", "1")
     out = tmp_path / "out"
     out.mkdir()
-    try:
-        with IsolatedRunner(preload=("torch",), limits=FAST, threads=1, writable=(str(out),),
-                            readable=(str(tmp_path),)) as r:
-            assert "no-capabilities" in r.isolation
-            assert run(r, "write_file", {"path": str(out / "ok.txt")}).ok  # its output folder is writable
-            assert not run(r, "write_file", {"path": str(tmp_path / "no.txt")}).ok
-            assert not run(r, "read_file", {"path": f"/proc/{os.getpid()}/environ"}).ok
-    finally:
-        if saved is None:
-            os.environ.pop("DISCOVERY_SANDBOX_NO_BWRAP", None)
-        else:
-            os.environ["DISCOVERY_SANDBOX_NO_BWRAP"] = saved
+    (tmp_path / "cache.txt").write_text("cached")
+    secret = tmp_path_factory.mktemp("host-secrets") / "token.txt"  # root's file outside the runner's folders
+    secret.write_text("sk-not-for-candidates")
+    with IsolatedRunner(preload=("torch",), limits=FAST, threads=1, writable=(str(out),),
+                        readable=(str(tmp_path),)) as r:
+        assert "no-capabilities" in r.isolation
+        assert run(r, "write_file", {"path": str(out / "ok.txt")}).ok  # its output folder is writable
+        assert not run(r, "write_file", {"path": str(tmp_path / "no.txt")}).ok
+        assert not run(r, "read_file", {"path": f"/proc/{os.getpid()}/environ"}).ok
+        assert run(r, "read_file", {"path": str(tmp_path / "cache.txt")}).value == "cached"  # its caches
+        if "landlock-reads" not in r.isolation:
+            pytest.skip("this kernel has no Landlock: a uid-0 training runner can read root's files")
+        assert not run(r, "read_file", {"path": str(secret)}).ok
+        if os.path.exists("/etc/shadow"):
+            assert not run(r, "read_file", {"path": "/etc/shadow"}).ok
+        assert run(r, "read_file", {"path": "/etc/passwd"}).ok  # the rest of /etc stays readable
 
 
 def test_stale_scratch_of_a_killed_host_is_swept(tmp_path):

@@ -162,7 +162,7 @@ def harden(result_fd: int, scratch: str, limits: dict, env: dict | None = None) 
     return layers
 
 
-# set by the server: {"bwrap": bool, "writable": [...], "drop_root": bool}
+# set by the server: {"bwrap": bool, "writable": [...], "readable": [...], "drop_root": bool}
 CONFINE: dict = {}
 
 
@@ -173,7 +173,9 @@ def confine_without_bwrap(scratch: str) -> list[str]:
     from discovery.sandbox import confine
 
     writable = [scratch, *CONFINE.get("writable", [])]
-    layers = confine.landlock([*writable, "/dev"])
+    keeps_root = os.getuid() == 0 and not CONFINE.get("drop_root")
+    readable = confine.read_roots(CONFINE.get("readable", [])) if keeps_root else None
+    layers = confine.landlock([*writable, "/dev"], readable)
     if CONFINE.get("drop_root") and confine.drop_root(writable):
         layers.append("unprivileged-uid")
     elif os.getuid() == 0 and confine.drop_capabilities():

@@ -2,12 +2,15 @@
 
 - `drop_root`: a child of a root server becomes `nobody` (uid/gid 65534, no groups, so no capabilities):
   it cannot read root's files (/etc/shadow, /root), the host's /proc/<pid>/environ, or signal the host.
-  Its scratch dir (and the runner's writable folders) are handed to that uid first.
+  Its scratch dir (and the runner's writable folders) are handed to that uid first. Only where nobody can
+  read Python's own folders (`others_can_read`): with Python under root's home it could import nothing new.
 - `drop_capabilities`: where the child must stay root (a training runner reading root's caches), it keeps
   uid 0 but no capability: no CAP_SYS_PTRACE (with the host's PR_SET_DUMPABLE=0, /proc/<host>/environ is
   closed), no CAP_KILL, no CAP_DAC_OVERRIDE.
 - `landlock`: writes only under the scratch dir, the runner's writable folders and /dev; with Landlock
-  ABI >= 6 no signals to processes outside the child. The PyPI bindings are dev releases, so this is the
+  ABI >= 6 no signals to processes outside the child. A child that keeps uid 0 (it reads root's caches) is
+  also limited in what it reads: `read_roots` (system folders, /etc without its secrets, Python's folders,
+  the runner's readable and writable folders), so /etc/shadow, /root and the host's files stay closed. The PyPI bindings are dev releases, so this is the
   three documented syscalls through ctypes.
 - `host_not_dumpable`: the host (which holds the API keys) sets PR_SET_DUMPABLE=0, so a same-uid child cannot
   read its /proc/<pid>/environ or ptrace it.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import sys
 
 NOBODY = 65534
 PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 4, 38, 24
@@ -29,6 +33,14 @@ SYSCALLS = {"x86_64": (444, 445, 446), "aarch64": (444, 445, 446)}  # create_rul
 WRITE_RIGHTS = {1: (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10)
                 | (1 << 11) | (1 << 12), 2: 1 << 13, 3: 1 << 14, 5: 1 << 15}
 ALL_FILE_RIGHTS = (1 << 16) - 1
+READ_FILE, READ_DIR = 1 << 2, 1 << 3
+FILE_RIGHTS = (1 << 0) | (1 << 1) | READ_FILE | (1 << 14) | (1 << 15)  # execute, write, read, truncate, ioctl
+# what a root child that must keep uid 0 may read (besides Python's own folders and the runner's folders):
+# system libraries and pseudo-filesystems, and /etc without its secrets; not /root, /home, /tmp, /var, /run
+SYSTEM_READ = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/opt", "/proc", "/sys", "/dev")
+ETC_SECRETS = frozenset({"shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "ssh", "ssl",
+                         "security", "credstore", "credstore.encrypted", "krb5.keytab", "ipsec.secrets",
+                         "wireguard", "openvpn", "NetworkManager"})
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -53,8 +65,63 @@ def landlock_abi() -> int:
     return max(0, int(abi))
 
 
-def landlock(writable: list[str]) -> list[str]:
-    """Restrict this process (and its threads/children) to writing beneath `writable`; returns the layers."""
+def read_roots(readable: list[str]) -> list[str]:
+    """The paths a uid-0 child may read beneath: SYSTEM_READ, /etc less its secrets, Python, `readable`."""
+    try:
+        etc = [os.path.join("/etc", name) for name in sorted(os.listdir("/etc")) if name not in ETC_SECRETS]
+    except OSError:
+        etc = []
+    return [*SYSTEM_READ, *etc, *python_paths(), *readable]
+
+
+def python_paths() -> list[str]:
+    return [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+            *(p for p in sys.path if p and os.path.isabs(p))]
+
+
+def others_can_read(paths: list[str]) -> bool:
+    """Whether a uid other than the owner (nobody) can reach and read each existing folder in `paths`.
+
+    Python installed under root's home (pyenv in /root, mode 700) is not: a child that became nobody
+    could then import nothing that was not loaded before the fork."""
+    for path in paths:
+        path = os.path.abspath(path)
+        if not os.path.exists(path):
+            continue
+        node = path
+        while True:
+            try:
+                mode = os.stat(node).st_mode
+            except OSError:
+                return False
+            if not mode & 0o001 or (node == path and os.path.isdir(node) and not mode & 0o004):
+                return False
+            parent = os.path.dirname(node)
+            if parent == node:
+                break
+            node = parent
+    return True
+
+
+def _add(libc, add_rule: int, ruleset: int, path: str, rights: int) -> None:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        if not os.path.isdir(path):
+            rights &= FILE_RIGHTS  # a rule on a file may hold only the rights that apply to files
+        rule = _PathBeneath(rights, fd)
+        libc.syscall(add_rule, ctypes.c_int(ruleset), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+                     ctypes.byref(rule), ctypes.c_uint32(0))
+    finally:
+        os.close(fd)
+
+
+def landlock(writable: list[str], readable: list[str] | None = None) -> list[str]:
+    """Restrict this process (and its threads/children) to writing beneath `writable`; returns the layers.
+
+    With `readable` (see read_roots) reads are restricted too: beneath `writable` and `readable` only."""
     abi = landlock_abi()
     if abi < 1:
         return []
@@ -63,6 +130,8 @@ def landlock(writable: list[str]) -> list[str]:
     for version, rights in WRITE_RIGHTS.items():
         if abi >= version:
             handled |= rights
+    if readable is not None:
+        handled |= READ_FILE | READ_DIR
     scoped = LANDLOCK_SCOPE_SIGNAL if abi >= 6 else 0
     attr = _RulesetAttr(handled, 0, scoped)
     size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else 8
@@ -72,23 +141,17 @@ def landlock(writable: list[str]) -> list[str]:
         return []
     try:
         for path in writable:
-            try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                rule = _PathBeneath(handled, fd)
-                libc.syscall(add_rule, ctypes.c_int(ruleset), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
-                             ctypes.byref(rule), ctypes.c_uint32(0))
-            finally:
-                os.close(fd)
+            _add(libc, add_rule, ruleset, path, handled)
+        for path in readable or ():
+            _add(libc, add_rule, ruleset, path, handled & (READ_FILE | READ_DIR))
         if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             return []
         if libc.syscall(restrict, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
             return []
     finally:
         os.close(ruleset)
-    return ["landlock-fs"] + (["landlock-signals"] if scoped else [])
+    return (["landlock-fs"] + (["landlock-reads"] if readable is not None else [])
+            + (["landlock-signals"] if scoped else []))
 
 
 def drop_root(owned: list[str]) -> bool:

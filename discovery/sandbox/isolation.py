@@ -138,9 +138,11 @@ def warn_missing_layers(isolation: list[str]) -> None:
     _WARNED.append("yes")
     missing = [x for x in BWRAP_LAYERS if x not in isolation
                and not (x == "no-capabilities" and "unprivileged-uid" in isolation)]
-    standing = [x for x in ("unprivileged-uid", "no-capabilities", "landlock-fs", "landlock-signals",
-                            "host-not-dumpable", "net-namespace", "seccomp") if x in isolation]
-    absent = [x for x in ("unprivileged-uid", "landlock-fs", "seccomp") if x not in isolation]
+    standing = [x for x in ("unprivileged-uid", "no-capabilities", "landlock-fs", "landlock-reads",
+                            "landlock-signals", "host-not-dumpable", "net-namespace", "seccomp") if x in isolation]
+    absent = [x for x in ("landlock-fs", "seccomp") if x not in isolation]
+    if not {"unprivileged-uid", "landlock-reads"} & set(isolation):
+        absent.insert(0, "unprivileged-uid")
     print(f"discovery sandbox: running without bubblewrap; missing layers: {', '.join(missing)}"
           f"{'; also missing: ' + ', '.join(absent) if absent else ''}; in force instead: "
           f"{', '.join(standing) or 'none'}. For the full set: `apt install bubblewrap` (or your distribution's "

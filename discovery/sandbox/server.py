@@ -20,6 +20,7 @@ import time
 import traceback
 
 from discovery.sandbox import child, wire
+from discovery.sandbox.confine import others_can_read, python_paths
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
@@ -256,7 +257,7 @@ def main(argv: list[str]) -> int:
         bring_up_loopback()
     server = Server(config, outer)
     child.CONFINE = {"bwrap": "bwrap" in outer, "writable": list(config.get("writable") or []),
-                     "drop_root": not config.get("readable")}
+                     "readable": list(config.get("readable") or []), "drop_root": not config.get("readable") and others_can_read(python_paths())}
     child.SECCOMP_BPF = child.compile_seccomp()
     if "net-namespace" in outer:  # sockets reach only this namespace's loopback: ranks may rendezvous
         child.SECCOMP_BPF_SOCKETS = child.compile_seccomp(sockets=True)

@@ -157,3 +157,10 @@ def signal_process(payload):
 
 def identity(payload):
     return {"uid": os.getuid(), "euid": os.geteuid(), "groups": os.getgroups()}
+
+
+def import_module(payload):
+    """A stdlib module nothing imported before the fork (the sandbox must let the child read Python)."""
+    import importlib
+
+    return importlib.import_module(payload["name"]).__name__
