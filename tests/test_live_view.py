@@ -108,9 +108,11 @@ def test_candidate_text_is_escaped_in_the_live_view(hostile_run, browser):
         time.sleep(1.5)  # at least one refresh swapped the fragment in
         assert browser.execute_script("return window.pwned === undefined")
         assert browser.execute_script("return document.querySelectorAll('#live img, #live script').length") == 0
-        failures = browser.find_element("id", "live-failures").text
+        # read in one script call: the page swaps its fragment every 0.5 s, so an element found in one
+        # WebDriver call may be gone (stale) by the next
+        failures = browser.execute_script("return document.getElementById('live-failures').innerText")
         assert NAME in failures and REASON in failures  # shown as the text it is
-        assert NAME in browser.find_element("id", "live-best").text
+        assert NAME in browser.execute_script("return document.getElementById('live-best').innerText")
     finally:
         server.shutdown()
 
