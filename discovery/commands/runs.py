@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 import sys
 
 from discovery.errors import DiscoveryError
+from discovery.stats import fitness_text
 
 
 def register(subparsers) -> None:
@@ -35,9 +35,7 @@ def run(args) -> int:
 def _fitness(f: dict | None) -> str:
     if not f:
         return "-"
-    half = (f["ci_high"] - f["ci_low"]) / 2
-    ci = f" ± {half:.4f}" if math.isfinite(half) else " (no CI)"
-    return f"#{f['id']} {f['name']}: {f['mean']:.4f}{ci} (n={f['n']})"
+    return f"#{f['id']} {f['name']}: " + fitness_text(f["mean"], f["ci_low"], f["ci_high"], f["n"])
 
 
 def printable(text: str) -> str:

@@ -24,6 +24,7 @@ import jinja2
 from discovery import jsonout, ranking
 from discovery.archive import Archive, ArchiveError, CandidateSummary, db_path
 from discovery.inspect.runs import RUNNING, state_of
+from discovery.stats import fitness_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 FAILURES, LEADERS, IN_FLIGHT = 10, 10, 50
@@ -36,7 +37,7 @@ def _fitness(s: CandidateSummary | None) -> dict[str, Any] | None:
     half = (f.ci_high - f.ci_low) / 2
     return {"id": s.id, "name": s.candidate.name, "mean": f.mean, "half": half if math.isfinite(half) else None,
             "n": f.n, "stage": s.stage, "status": str(s.candidate.status), "baseline": s.candidate.is_baseline,
-            "text": f"{f.mean:.4f}" + (f" ± {half:.4f}" if math.isfinite(half) else "") + f" (n={f.n})"}
+            "text": fitness_text(f.mean, f.ci_low, f.ci_high, f.n)}
 
 
 def _planned_jobs(config: dict[str, Any] | None):
@@ -100,9 +101,7 @@ def live_state(archive: Archive, run_dir: str | Path) -> dict[str, Any]:
 def _fitness_text(f: dict[str, Any] | None) -> str:
     if not f:
         return "-"
-    half = (f["ci_high"] - f["ci_low"]) / 2
-    return f"#{f['id']} {f['name']}: {f['mean']:.4f}" + (f" ± {half:.4f}" if math.isfinite(half) else "") + \
-        f" (n={f['n']})"
+    return f"#{f['id']} {f['name']}: " + fitness_text(f["mean"], f["ci_low"], f["ci_high"], f["n"])
 
 
 def read_state(run_dir: str | Path) -> dict[str, Any]:
