@@ -173,8 +173,9 @@ def confine_without_bwrap(scratch: str) -> list[str]:
     from discovery.sandbox import confine
 
     writable = [scratch, *CONFINE.get("writable", [])]
-    keeps_root = os.getuid() == 0 and not CONFINE.get("drop_root")
-    readable = confine.read_roots(CONFINE.get("readable", [])) if keeps_root else None
+    # a child that does not become nobody (a root one that must read root's caches, or a non-root host's)
+    # may read only system folders, Python's and the runner's folders
+    readable = None if CONFINE.get("drop_root") else confine.read_roots(CONFINE.get("readable", []))
     layers = confine.landlock([*writable, "/dev"], readable)
     if CONFINE.get("drop_root") and confine.drop_root(writable):
         layers.append("unprivileged-uid")

@@ -10,6 +10,7 @@ KEEP = ("PATH", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "VIRTUAL_ENV", "PYTHON
         "HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
         "TRANSFORMERS_OFFLINE", "TRANSFORMERS_CACHE", "XDG_CACHE_HOME", "TORCH_HOME",
         "DISCOVERY_CACHE", "DISCOVERY_CACHE_DIR", "DISCOVERY_SANDBOX_NO_BWRAP",
+        "DISCOVERY_SANDBOX_TEST_*",  # tests only: simulate a kernel without Landlock or namespaces
         # the GPU mask: the executor pins each worker to its GPU with it; without it a worker would see all GPUs
         "CUDA_VISIBLE_DEVICES")
 SECRET = ("*_API_KEY", "*_KEY", "*KEY_*", "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*CREDENTIAL*",

@@ -70,6 +70,30 @@ class SandboxStartError(RuntimeError):
     """The fork server could not be started."""
 
 
+class WeakIsolationError(SandboxStartError):
+    """Without bubblewrap, the children would run as root with nothing limiting what they read."""
+
+
+ALLOW_WEAK = "DISCOVERY_SANDBOX_ALLOW_WEAK_ISOLATION"  # set by `sandbox.allow_weak_isolation=true`
+WEAK_MESSAGE = ("refusing to run untrusted code: without bubblewrap its children stay uid 0 (Python or the caches "
+                "are readable only by root) and this kernel has no Landlock to limit what they read; "
+                "`apt install bubblewrap`, or accept the risk with sandbox.allow_weak_isolation=true")
+
+
+def allow_weak_isolation(allowed: bool) -> None:
+    """Opt in (or out) for this process and the runners it starts (`sandbox.allow_weak_isolation`)."""
+    if allowed:
+        os.environ[ALLOW_WEAK] = "1"
+    else:
+        os.environ.pop(ALLOW_WEAK, None)
+
+
+def weak(isolation: list[str]) -> bool:
+    """Root children (no uid drop) that nothing stops from reading root's files (no bwrap, no Landlock reads)."""
+    return (os.getuid() == 0 and "bwrap" not in isolation
+            and not {"unprivileged-uid", "landlock-reads"} & set(isolation))
+
+
 def bwrap_command(scratch_base: str, writable: tuple[str, ...] = (), readable: tuple[str, ...] = ()) -> list[str] | None:
     """The bubblewrap prefix for the server, or None when bubblewrap is missing or does not work here.
 
@@ -139,7 +163,8 @@ def warn_missing_layers(isolation: list[str]) -> None:
     missing = [x for x in BWRAP_LAYERS if x not in isolation
                and not (x == "no-capabilities" and "unprivileged-uid" in isolation)]
     standing = [x for x in ("unprivileged-uid", "no-capabilities", "landlock-fs", "landlock-reads",
-                            "landlock-signals", "host-not-dumpable", "net-namespace", "seccomp") if x in isolation]
+                            "landlock-signals", "host-not-dumpable", "pid-namespace", "mount-namespace",
+                            "net-namespace", "seccomp") if x in isolation]
     absent = [x for x in ("landlock-fs", "seccomp") if x not in isolation]
     if not {"unprivileged-uid", "landlock-reads"} & set(isolation):
         absent.insert(0, "unprivileged-uid")
@@ -219,6 +244,9 @@ class IsolatedRunner:
         self.child_layers = list(hello["child_layers"])
         if not prefix:
             warn_missing_layers(self.isolation)
+            if weak(self.isolation) and not os.environ.get(ALLOW_WEAK):
+                self.close()
+                raise WeakIsolationError(WEAK_MESSAGE)
 
     def _log_tail(self, n: int = 2000) -> str:
         try:

@@ -19,7 +19,7 @@ import tempfile
 import time
 import traceback
 
-from discovery.sandbox import child, wire
+from discovery.sandbox import child, namespaces, wire
 from discovery.sandbox.confine import others_can_read, python_paths
 
 CLONE_NEWNET = 0x40000000
@@ -252,12 +252,17 @@ def main(argv: list[str]) -> int:
     if config is None:
         return 1
     outer = [x for x in os.environ.get("DISCOVERY_SANDBOX_OUTER", "").split(",") if x]
+    if "bwrap" not in outer:  # pid, mount, IPC, UTS and network namespaces of its own, with a fresh /proc
+        outer += namespaces.enter((req_fd, resp_fd))
+        if "net-namespace" in outer:
+            bring_up_loopback()
     if "net-namespace" not in outer and own_network_namespace():
         outer.append("net-namespace")
         bring_up_loopback()
     server = Server(config, outer)
     child.CONFINE = {"bwrap": "bwrap" in outer, "writable": list(config.get("writable") or []),
-                     "readable": list(config.get("readable") or []), "drop_root": not config.get("readable") and others_can_read(python_paths())}
+                     "readable": list(config.get("readable") or []), "drop_root": os.getuid() == 0 and not config.get("readable")
+                     and others_can_read(python_paths())}
     child.SECCOMP_BPF = child.compile_seccomp()
     if "net-namespace" in outer:  # sockets reach only this namespace's loopback: ranks may rendezvous
         child.SECCOMP_BPF_SOCKETS = child.compile_seccomp(sockets=True)

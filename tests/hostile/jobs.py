@@ -164,3 +164,8 @@ def import_module(payload):
     import importlib
 
     return importlib.import_module(payload["name"]).__name__
+
+
+def visible_pids(payload):
+    """The process ids this child can see in /proc (a pid namespace shows only the sandbox's own)."""
+    return sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
