@@ -1,9 +1,7 @@
-"""The typed run config: frozen dataclasses, loadable from YAML, overridable with KEY=VALUE.
+"""The typed run config: dataclasses, loadable from YAML, overridable with KEY=VALUE.
 
 Field names follow TRL's `DPOConfig` where the concept is the same (beta, learning_rate, max_length, ...).
-Defaults make `discovery run` work with no file at all. A config is never changed after it is built: its
-sections are frozen, its lists are tuples and its mappings `FrozenDict`s; a changed config is a new one,
-from `with_values(config, {"task.name": "imdb"})` (checked like any other) or `dataclasses.replace`.
+Defaults make `discovery run` work with no file at all.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,51 +19,8 @@ import yaml
 from discovery.errors import ConfigError
 
 
-class FrozenDict(dict):
-    """A read-only dict (task.options, prices): JSON-serialisable as a dict, picklable, hashable."""
-
-    def _read_only(self, *args, **kwargs):
-        raise TypeError("a config mapping is read-only; derive a new config with discovery.config.with_values")
-
-    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
-
-    def __reduce__(self):
-        return FrozenDict, (dict(self),)
-
-    def __hash__(self) -> int:
-        return hash(frozenset(self.items()))
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return FrozenDict({k: _freeze(v) for k, v in value.items()})
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """Plain dicts and lists (for YAML, JSON and `from_dict`)."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-@dataclass(frozen=True)
-class _Section:
-    """Frozen, and its lists and mappings made read-only as it is built."""
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, Mapping | list | tuple):
-                object.__setattr__(self, f.name, _freeze(value))
-
-
-@dataclass(frozen=True)
-class TaskConfig(_Section):
+@dataclass
+class TaskConfig:
     name: str = "synthetic"  # synthetic | hf_dpo | imdb
     model: str | None = None  # hf_dpo/imdb: hub name or local path of the policy
     revision: str | None = None
@@ -81,25 +35,11 @@ class TaskConfig(_Section):
     sft_learning_rate: float = 2e-5
     sft_max_steps: int = -1  # -1 = sft_num_train_epochs
     sft_num_train_epochs: float = 1.0
-    options: dict[str, Any] = field(default_factory=FrozenDict)  # task-specific extras (read-only)
+    options: dict[str, Any] = field(default_factory=dict)  # task-specific extras
 
 
-@dataclass(frozen=True)
-class ModelConfig(_Section):
-    """One model of `proposer.models`: an LLM the bandit may give a proposal to (unset fields: the proposer's)."""
-
-    model: str
-    backend: Literal["llamacpp", "openai"] = "openai"
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    prices: tuple[float, ...] = ()  # usd per 1M [prompt, completion] tokens; empty: proposer.prices / the built-in table
-    temperature: float | None = None
-    max_tokens: int | None = None
-    n_threads: int | None = None  # llamacpp
-
-
-@dataclass(frozen=True)
-class ProposerConfig(_Section):
+@dataclass
+class ProposerConfig:
     backend: Literal["llamacpp", "openai", "replay", "symbolic"] = "llamacpp"
     model: str = "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
     base_url: str | None = None
@@ -121,23 +61,12 @@ class ProposerConfig(_Section):
     cpu_repack: bool = False  # llamacpp: llama.cpp's weight repacking (AMX/AVX-512 buffers); crashes some VMs
     draft_tokens: int = 0  # llamacpp: prompt-lookup decoding, tokens guessed from the prompt per step (0: off)
     server_command: str | None = None  # llamacpp: what starts the server (default: python llamacpp_main.py)
-    # the search (docs/proposers.md#the-search): diversity, the hybrid, several LLMs
-    selection: Literal["topk_recent", "islands"] = "topk_recent"
-    islands: int = 4  # selection=islands: sub-populations; proposal g belongs to island (g - 1) mod islands
-    migrate_every: int = 4  # selection=islands: rounds between migrations of the run's best proposal (0: never)
-    tune_constants: int = 0  # LLM backends: constant-tuned variants of each evaluated LLM proposal (0: off)
-    models: tuple[ModelConfig, ...] = ()  # several LLMs in one run; replaces backend/model/base_url
-    bandit: Literal["ucb1", "thompson"] = "ucb1"  # proposer.models: who writes the next proposal
-    prices: dict[str, tuple[float, ...]] = field(default_factory=FrozenDict)  # model -> [usd per 1M prompt, completion]
+    prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [usd per 1M prompt, completion]
     seed: int = 0
-    # LLM proposals: the seeded mix of diff (edit one parent) / full (a fresh loss) / crossover (two parents)
-    operators: dict[str, float] = field(default_factory=lambda: {"diff": 0.5, "full": 0.3, "crossover": 0.2})
-    # sampling temperature per operator and for fix-ups ("fix"); an operator not named uses `temperature`
-    temperatures: dict[str, float] = field(default_factory=lambda: {"fix": 0.4})
 
 
-@dataclass(frozen=True)
-class SandboxConfig(_Section):
+@dataclass
+class SandboxConfig:
     timeout: float = 20.0  # wall-clock seconds for one validation
     memory_mb: int = 2048
     cpu_seconds: int = 60
@@ -159,8 +88,8 @@ class SandboxConfig(_Section):
             allow_weak_isolation(True)
 
 
-@dataclass(frozen=True)
-class TrainConfig(_Section):
+@dataclass
+class TrainConfig:
     beta: float = 0.1
     learning_rate: float = 5e-4  # synthetic: measured with the 2-epoch regime (docs/tasks.md)
     max_steps: int = 128  # synthetic: 2 epochs over its 1024 pairs at batch 16, as DiscoPOP's inner loop; -1 = epochs
@@ -182,8 +111,8 @@ class TrainConfig(_Section):
     threads: int | None = None
 
 
-@dataclass(frozen=True)
-class JudgeConfig(_Section):
+@dataclass
+class JudgeConfig:
     model: str = "gpt-4"
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -191,14 +120,14 @@ class JudgeConfig(_Section):
     max_retries: int = 3
     timeout: float = 120.0
     max_tokens: int = 2048  # FastChat's judge limit
-    prices: dict[str, tuple[float, ...]] = field(default_factory=FrozenDict)  # model -> [usd per 1M prompt, completion]
+    prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [usd per 1M prompt, completion]
     cache_dir: str | None = None  # judgment cache; default ~/.cache/discovery/mtbench
 
 
-@dataclass(frozen=True)
-class EvalConfig(_Section):
+@dataclass
+class EvalConfig:
     seeds: int = 3
-    betas: tuple[float, ...] = ()  # beta sweep; empty = the train beta only
+    betas: list[float] = field(default_factory=list)  # beta sweep; empty = the train beta only
     # one fitness from the sweep: best_beta | matched_kl | pooled (discovery/inner_loop/sweep.py)
     fitness: Literal["best_beta", "matched_kl", "pooled"] = "best_beta"
     # comparisons with DPO by seed: t (paired, n-1 df) | permutation (sign-flip)
@@ -208,15 +137,9 @@ class EvalConfig(_Section):
     screen_steps_fraction: float = 0.5
     promote_fraction: float = 0.34
     reeval_seeds: int = 5  # fresh seeds before a candidate may be called best
-    # racing over seeds (discovery/racing.py): a proposal's full evaluation runs in rungs of
-    # racing_first_seeds, 2x, ... up to eval.seeds seeds and stops once clearly worse than DPO or the incumbent
-    racing: Literal["off", "paired_t"] = "paired_t"
-    racing_first_seeds: int = 2
-    # task instances (task.options.seed) the re-evaluated winner must also beat or tie DPO on (synthetic task)
-    heldout_instances: tuple[int, ...] = (1,)
     duplicate_distance: float = 1e-3  # gradient-probe distance under which a proposal duplicates a stored loss
     # library losses evaluated in the same harness at the start of every run (cached per task config)
-    baselines: tuple[str, ...] = ("dpo", "slic", "ipo", "lrml")
+    baselines: list[str] = field(default_factory=lambda: ["dpo", "slic", "ipo", "lrml"])
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     mtbench_source: str | None = None  # URL prefix or local directory of the MT-Bench files
     mtbench_questions: int | None = None
@@ -225,8 +148,8 @@ class EvalConfig(_Section):
     vllm_gpu_memory_utilization: float = 0.9  # fraction of the GPU vLLM may take for MT-Bench answers
 
 
-@dataclass(frozen=True)
-class ExecutorConfig(_Section):
+@dataclass
+class ExecutorConfig:
     name: Literal["local", "ray"] = "local"
     workers: int | None = None  # None = best layout for this machine
     threads_per_worker: int | None = None
@@ -238,16 +161,16 @@ class ExecutorConfig(_Section):
     keep_checkpoints: int = 0  # keep the checkpoints of the N best-scoring evaluations; the rest are deleted
 
 
-@dataclass(frozen=True)
-class BudgetConfig(_Section):
+@dataclass
+class BudgetConfig:
     proposals: int = 20
     wall_time: float | None = 900.0  # seconds
     max_cost_usd: float | None = None
     max_tokens: int | None = None
 
 
-@dataclass(frozen=True)
-class RunConfig(_Section):
+@dataclass
+class RunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     proposer: ProposerConfig = field(default_factory=ProposerConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
@@ -258,11 +181,10 @@ class RunConfig(_Section):
     run_dir: str | None = None  # None = runs/<timestamp>
     seed: int = 0
     # trackers, as TRL's report_to: none | all | tensorboard | wandb (discovery.tracking)
-    report_to: tuple[str, ...] = ()
+    report_to: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (dicts, lists): YAML, JSON, the archive, the workers; `from_dict` reads it back."""
-        return _plain(dataclasses.asdict(self))
+        return dataclasses.asdict(self)
 
 
 # ---------------------------------------------------------------- building from plain data
@@ -301,13 +223,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping of keys, got {type(value).__name__} {value!r}")
         return build_dataclass(tp, value, where)
-    if origin in (list, tuple):
+    if origin is list:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        item = (typing.get_args(tp) or (Any,))[0]
-        return origin(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
-        if not isinstance(value, Mapping):
+        if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
         return dict(value)
     if origin is Literal:
@@ -361,28 +283,6 @@ def from_dict(data: dict[str, Any] | None) -> RunConfig:
     return validate(build_dataclass(RunConfig, data or {}))
 
 
-def _check_search(p: ProposerConfig) -> None:
-    """proposer.selection / tune_constants / models (docs/proposers.md#the-search)."""
-    for key, value, low in (("islands", p.islands, 1), ("migrate_every", p.migrate_every, 0),
-                            ("tune_constants", p.tune_constants, 0)):
-        if value < low:
-            raise ConfigError(f"proposer.{key} must be at least {low}, got {value}")
-    llm = p.backend in ("llamacpp", "openai")
-    if (p.models or p.tune_constants) and not llm:
-        what = "proposer.models" if p.models else "proposer.tune_constants"
-        raise ConfigError(f"{what} needs an LLM backend (llamacpp or openai), got proposer.backend={p.backend}")
-    names = [m.model for m in p.models]
-    for i, m in enumerate(p.models):
-        if not m.model.strip() or names.count(m.model) > 1:
-            raise ConfigError(f"proposer.models[{i}].model must be a name no other model of the list has, "
-                              f"got {m.model!r}")
-        if m.prices and (len(m.prices) != 2 or min(m.prices) < 0):
-            raise ConfigError(f"proposer.models[{i}].prices must be [prompt, completion] usd per 1M tokens, "
-                              f"got {list(m.prices)}")
-        if m.temperature is not None and m.temperature < 0:
-            raise ConfigError(f"proposer.models[{i}].temperature must be at least 0, got {m.temperature}")
-
-
 def validate(config: RunConfig) -> RunConfig:
     """The one pass over what types cannot say (ranges), run once at construction; one clear line on error.
 
@@ -399,14 +299,6 @@ def validate(config: RunConfig) -> RunConfig:
             raise ConfigError(f"{key} must be at least 0, got {value}")
     if not 0 < config.eval.promote_fraction <= 1:
         raise ConfigError(f"eval.promote_fraction must be in (0, 1], got {config.eval.promote_fraction}")
-    _check_search(config.proposer)
-    if config.eval.racing_first_seeds < 2:
-        raise ConfigError(f"eval.racing_first_seeds must be at least 2 (a paired test), got "
-                          f"{config.eval.racing_first_seeds}")
-    own = config.task.options.get("seed", 0)
-    if own in config.eval.heldout_instances:
-        raise ConfigError(f"eval.heldout_instances {list(config.eval.heldout_instances)} must not hold the run's "
-                          f"own task instance (task.options.seed = {own})")
     return config
 
 
@@ -456,31 +348,12 @@ def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
-    for key, value in new.items():
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                base: RunConfig | None = None) -> RunConfig:
-    """THE override path: `base` (default: the defaults), then the YAML file merged on top, then each
-    KEY=VALUE override, built and validated together (`from_dict`)."""
-    data = base.to_dict() if base is not None else {}
-    if path:
-        _merge(data, read_yaml(path))
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults, then the YAML file, then each KEY=VALUE override, validated together."""
+    data = read_yaml(path) if path else {}
     for text in overrides or []:
-        _set_path(data, *parse_override(text))
-    return from_dict(data)
-
-
-def with_values(config: RunConfig, values: Mapping[str, Any]) -> RunConfig:
-    """A new config: `config` with each dotted key set, e.g. {"task.name": "imdb"}; checked as `from_dict`."""
-    data = config.to_dict()
-    for key, value in values.items():
-        _set_path(data, key.split("."), _plain(value))
+        keys, value = parse_override(text)
+        _set_path(data, keys, value)
     return from_dict(data)
 
 
