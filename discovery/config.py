@@ -137,6 +137,12 @@ class EvalConfig:
     screen_steps_fraction: float = 0.5
     promote_fraction: float = 0.34
     reeval_seeds: int = 5  # fresh seeds before a candidate may be called best
+    # racing over seeds (discovery/racing.py): a proposal's full evaluation runs in rungs of
+    # racing_first_seeds, 2x, ... up to eval.seeds seeds and stops once clearly worse than DPO or the incumbent
+    racing: Literal["off", "paired_t"] = "paired_t"
+    racing_first_seeds: int = 2
+    # task instances (task.options.seed) the re-evaluated winner must also beat or tie DPO on (synthetic task)
+    heldout_instances: list[int] = field(default_factory=lambda: [1])
     duplicate_distance: float = 1e-3  # gradient-probe distance under which a proposal duplicates a stored loss
     # library losses evaluated in the same harness at the start of every run (cached per task config)
     baselines: list[str] = field(default_factory=lambda: ["dpo", "slic", "ipo", "lrml"])
@@ -299,6 +305,13 @@ def validate(config: RunConfig) -> RunConfig:
             raise ConfigError(f"{key} must be at least 0, got {value}")
     if not 0 < config.eval.promote_fraction <= 1:
         raise ConfigError(f"eval.promote_fraction must be in (0, 1], got {config.eval.promote_fraction}")
+    if config.eval.racing_first_seeds < 2:
+        raise ConfigError(f"eval.racing_first_seeds must be at least 2 (a paired test), got "
+                          f"{config.eval.racing_first_seeds}")
+    own = config.task.options.get("seed", 0)
+    if own in config.eval.heldout_instances:
+        raise ConfigError(f"eval.heldout_instances {list(config.eval.heldout_instances)} must not hold the run's "
+                          f"own task instance (task.options.seed = {own})")
     return config
 
 

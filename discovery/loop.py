@@ -18,13 +18,23 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
 
-from discovery import library, ranking
+from discovery import library, racing, ranking
 from discovery.archive import Archive, CandidateSummary, Usage
 from discovery.archive.baseline_cache import BaselineCache
 from discovery.candidate import Candidate, EvalResult, Origin, Status
 from discovery.config import RunConfig
 from discovery.executors import Executor
-from discovery.executors.plan import FULL, REEVAL, SCREEN, Job, baseline_jobs, first_stage, stage_jobs
+from discovery.executors.plan import (
+    FULL,
+    HELDOUT,
+    REEVAL,
+    SCREEN,
+    Job,
+    baseline_jobs,
+    first_stage,
+    heldout_instances,
+    stage_jobs,
+)
 from discovery.inner_loop.sweep import sweep_fitness
 from discovery.inner_loop.task import TaskInfo
 from discovery.proposer.base import Proposal, Proposer, paid_calls
@@ -79,6 +89,8 @@ class DiscoveryLoop:
         self.stage_total: dict[int, int] = {}
         self.remaining: dict[int, set] = {}
         self.baseline_ids: set[int] = set()
+        self.rung: dict[int, int] = {}  # racing: the full seeds a proposal has been given so far
+        self.needs_confirmation = ranking.reeval_required(config.to_dict())  # what "may be called best" needs
         self.stop_reason = ""
         self.error = ""
         self.started = time.monotonic()
@@ -211,16 +223,15 @@ class DiscoveryLoop:
     # ---------------------------------------------------------------- evaluation stages
 
     def _enter_stage(self, cid: int, stage: str) -> None:
-        jobs = baseline_jobs(self.config, cid) if stage == "baseline" else stage_jobs(
-            self.config, cid, stage, self._sweep_beta(cid) if stage == REEVAL else None)
-        have = {self._key(e.result.seed, e.result.fidelity, e.result.beta) for e in self.archive.evaluations(cid)}
+        jobs = self._stage_plan(cid, stage)
+        have = {(c, *self._key(e.result.seed, e.result.fidelity, e.result.beta))
+                for c in {j.candidate_id for j in jobs} for e in self.archive.evaluations(c)}
         missing = [j for j in jobs if self._job_key(j) not in have]
-        if stage == "baseline" and self.cache is not None:
-            code = self.archive.candidate(cid).code
-            for job in list(missing):
-                hit = self.cache.get(code, job.seed, job.fidelity.name, self._beta(job))
+        if self.cache is not None:
+            for job in [j for j in missing if j.candidate_id in self.baseline_ids]:
+                hit = self.cache.get(self._code(job.candidate_id), job.seed, job.fidelity.name, self._beta(job))
                 if hit is not None:
-                    self.archive.add_evaluation(cid, hit)
+                    self.archive.add_evaluation(job.candidate_id, hit)
                     missing.remove(job)
         if self.archive.stage(cid) != stage:
             self.archive.transition(cid, self.archive.candidate(cid).status, stage=stage)
@@ -230,6 +241,30 @@ class DiscoveryLoop:
             self._finish_stage(cid, stage)
         else:
             self.pending.extend(missing)
+
+    def _stage_plan(self, cid: int, stage: str) -> list[Job]:
+        """The stage's jobs: racing gives a proposal's full stage its current rung of seeds; the held-out stage
+        adds DPO's jobs on the same seeds and instances (run once, then stored and cached)."""
+        if stage == "baseline":
+            return baseline_jobs(self.config, cid)
+        if stage == FULL and self._races(cid):
+            done = {e.result.seed for e in self.archive.evaluations(cid, FULL)
+                    if e.result.seed < self.config.seed + self.config.eval.seeds}
+            n = racing.next_rung(max(0, len(done) - 1), self.config.eval.racing_first_seeds, self.config.eval.seeds)
+            self.rung[cid] = max(n, self.rung.get(cid, 0))
+            return stage_jobs(self.config, cid, FULL, seeds=self.rung[cid])
+        jobs = stage_jobs(self.config, cid, stage, self._sweep_beta(cid) if stage == REEVAL else None)
+        dpo = self._dpo_id()
+        if stage == HELDOUT and dpo is not None:
+            jobs += [replace(j, candidate_id=dpo, owner=cid) for j in stage_jobs(self.config, dpo, HELDOUT)]
+        return jobs
+
+    def _races(self, cid: int) -> bool:
+        return self.config.eval.racing != "off" and cid not in self.baseline_ids
+
+    def _dpo_id(self) -> int | None:
+        dpo = self.archive.baseline("dpo")
+        return dpo.id if dpo is not None and dpo.id in self.baseline_ids else None
 
     def _sweep_beta(self, cid: int) -> float | None:
         """With a beta sweep, the beta of the full stage's seeds that `eval.fitness` scores at (best_beta):
@@ -261,9 +296,10 @@ class DiscoveryLoop:
             self.archive.log_event("repeated", f"seed {job.seed} {job.fidelity.name} was already stored", cid)
         if cid in self.baseline_ids and self.cache is not None:
             self.cache.put(self._code(cid), result, self._beta(job))
-        self.remaining[cid].discard(self._job_key(job))
-        if not self.remaining[cid]:
-            self._finish_stage(cid, self.archive.stage(cid))
+        owner = cid if job.owner is None else job.owner
+        self.remaining[owner].discard(self._job_key(job))
+        if not self.remaining[owner]:
+            self._finish_stage(owner, self.archive.stage(owner))
 
     def _finish_stage(self, cid: int, stage: str) -> None:
         self.remaining.pop(cid, None)
@@ -274,14 +310,41 @@ class DiscoveryLoop:
             if cid in self.baseline_ids:
                 self._check_baselines()
             return
+        if stage == FULL and self._races(cid) and self._next_rung(cid):
+            return
         if stage == SCREEN and not self._promoted(cid):
             self.archive.transition(cid, Status.EVALUATED, "screened; not in the top fraction", stage=stage)
         elif stage == SCREEN:
             self._enter_stage(cid, FULL)
         elif stage == FULL and self.config.eval.reeval_seeds > 0 and self._may_be_best(cid):
             self._enter_stage(cid, REEVAL)
+        elif stage == REEVAL and heldout_instances(self.config) and self._may_be_best(cid):
+            self._enter_stage(cid, HELDOUT)
+        elif stage == HELDOUT:
+            self._finish_heldout(cid)
         else:
             self.archive.transition(cid, Status.EVALUATED, stage=stage)
+
+    def _next_rung(self, cid: int) -> bool:
+        """Racing after a rung of full seeds: True when it decided (stopped the proposal or queued the next
+        rung); False when every rung is done and the usual decisions follow (`discovery.racing`)."""
+        best = self.best()
+        n = self.rung.get(cid, self.config.eval.seeds)
+        verdict = racing.race(self.archive, self.config, cid, n, self._dpo_id(), best.id if best else None)
+        if verdict.action == racing.STOP:
+            self.archive.transition(cid, Status.EVALUATED, verdict.reason, stage=FULL)
+            self._log(f"#{cid} {verdict.reason}")
+        elif verdict.action == racing.MORE:
+            self.rung[cid] = racing.next_rung(n, self.config.eval.racing_first_seeds, self.config.eval.seeds)
+            self._enter_stage(cid, FULL)
+        return verdict.action != racing.DONE
+
+    def _finish_heldout(self, cid: int) -> None:
+        """Called best only after beating or tying DPO on every held-out instance; else back to `reeval`."""
+        verdict = racing.heldout(self.archive, self.config, cid, self._dpo_id(), heldout_instances(self.config))
+        stage = HELDOUT if verdict.action == racing.DONE else REEVAL
+        self.archive.transition(cid, Status.EVALUATED, verdict.reason, stage=stage)
+        self._log(f"#{cid} {verdict.reason}")
 
     def _check_baselines(self) -> None:
         """Every baseline failed: the harness is broken (judge, data, limits), not the losses; stop with an error."""
@@ -313,7 +376,7 @@ class DiscoveryLoop:
 
     def best(self) -> CandidateSummary | None:
         """The best of those that may be called best (`discovery.ranking`): baselines and confirmed proposals."""
-        found = ranking.best(self.archive.summaries(status=Status.EVALUATED), self.config.eval.reeval_seeds > 0)
+        found = ranking.best(self.archive.summaries(status=Status.EVALUATED), self.needs_confirmation)
         return found[0] if found else None
 
     # ---------------------------------------------------------------- budget, helpers, progress
@@ -337,7 +400,7 @@ class DiscoveryLoop:
         return self.config.train.beta if job.fidelity.beta is None else job.fidelity.beta
 
     def _job_key(self, job: Job) -> tuple:
-        return self._key(job.seed, job.fidelity.name, self._beta(job))
+        return (job.candidate_id, *self._key(job.seed, job.fidelity.name, self._beta(job)))
 
     def _key(self, seed: int, fidelity: str, beta: float | None) -> tuple:
         beta = self.config.train.beta if beta is None else beta

@@ -9,8 +9,10 @@ re-evaluating, `DiscoveryLoop.best()`), `Archive.best` / `Archive.leaderboard`, 
   then the mean. Change what "better" means here and every table, prompt and winner follows.
 - `may_be_called_best`: evaluated (status `evaluated`, so every planned seed finished and none failed), scored
   at full fidelity, not a duplicate or invalid, and confirmed: a proposal must have completed re-evaluation
-  on fresh seeds when the run re-evaluates (`eval.reeval_seeds > 0`); a library baseline is confirmed by
-  its full evaluation.
+  on fresh seeds when the run re-evaluates (`eval.reeval_seeds > 0`), and when the run has held-out task
+  instances (`eval.heldout_instances`, synthetic task) also have beaten or tied DPO on each of them (stage
+  `heldout`; a proposal that lost there goes back to stage `reeval` with the reason); a library baseline is
+  confirmed by its full evaluation. `needs_reeval` is False, True, or `HELDOUT` (fresh seeds and held-out).
 - `order`: those that may be called best first (by `score_key`), then the others by fidelity reached
   (full, screen, unscored) and `score_key`. So the first row of any table is the best, when there is one.
 
@@ -23,7 +25,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
-FULL, REEVAL = "full", "reeval"
+FULL, REEVAL, HELDOUT = "full", "reeval", "heldout"
+INSTANCE_TASKS = ("synthetic",)  # tasks whose task.options.seed draws another instance (executors/plan.py)
 _FIDELITY_LEVEL = {"full": 2, "screen": 1}
 
 
@@ -54,10 +57,17 @@ def score_key(s: Ranked) -> tuple[float, ...]:
     return (_finite(s.lcb), _finite(s.mean))
 
 
-def reeval_required(config: Mapping[str, Any] | None) -> bool:
-    """Does the run described by this stored config dict re-evaluate (`eval.reeval_seeds > 0`, default 5)?"""
+def reeval_required(config: Mapping[str, Any] | None) -> bool | str:
+    """Does the run described by this stored config dict re-evaluate (`eval.reeval_seeds > 0`, default 5)?
+    `HELDOUT` (truthy) when it also confirms on held-out task instances (a stored config without
+    `eval.heldout_instances` is an older run: fresh seeds only)."""
     try:
-        return int((config or {}).get("eval", {}).get("reeval_seeds", 5)) > 0
+        ev = (config or {}).get("eval", {})
+        seeds = int(ev.get("reeval_seeds", 5))
+        task = (config or {}).get("task", {}).get("name", "synthetic")
+        if seeds >= 2 and ev.get("heldout_instances") and task in INSTANCE_TASKS:
+            return HELDOUT
+        return seeds > 0
     except (TypeError, ValueError, AttributeError):
         return True
 
@@ -66,7 +76,9 @@ def confirmed(s: Ranked, needs_reeval: bool) -> bool:
     """Baselines by their full evaluation; proposals by re-evaluation when the run re-evaluates."""
     if s.is_baseline:
         return True
-    return s.stage == REEVAL if needs_reeval else s.stage in (FULL, REEVAL)
+    if needs_reeval == HELDOUT:
+        return s.stage == HELDOUT
+    return s.stage in (REEVAL, HELDOUT) if needs_reeval else s.stage in (FULL, REEVAL, HELDOUT)
 
 
 def may_be_called_best(s: Ranked, needs_reeval: bool, include_baselines: bool = True) -> bool:

@@ -112,6 +112,7 @@ def fast_config(**eval_overrides) -> RunConfig:
     config.eval.baselines = ["dpo"]
     config.eval.seeds, config.eval.screen_seeds, config.eval.reeval_seeds = 2, 1, 2
     config.eval.promote_fraction = 0.5
+    config.eval.racing, config.eval.heldout_instances = "off", []  # racing, held-out: tests/test_loop_racing.py
     config.budget.wall_time = None
     for key, value in eval_overrides.items():
         setattr(config.eval, key, value)

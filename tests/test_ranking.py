@@ -34,6 +34,7 @@ def add(archive: Archive, name: str, values, *, stage: str, status=Status.EVALUA
 def open_run(tmp_path, reeval_seeds: int = 2) -> tuple[Archive, RunConfig]:
     config = RunConfig()
     config.eval.reeval_seeds = reeval_seeds
+    config.eval.heldout_instances = []  # fresh seeds only
     archive = Archive.open(tmp_path)
     archive.start_run(config.to_dict(), "synthetic", "k")
     return archive, config

@@ -182,6 +182,7 @@ def execute(config: RunConfig, run_dir: Path, resuming: bool, progress, on_event
 
 def _run(config: RunConfig, run_dir: Path, stack: ExitStack, progress, announce, resuming: bool, on_event=None):
     from discovery.executors import make_executor
+    from discovery.executors.plan import heldout_instances, instance_config
     from discovery.inner_loop.task import get_task
     from discovery.loop import DiscoveryLoop
     from discovery.proposer.factory import make_proposer
@@ -195,6 +196,8 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, progress, announce,
     task = get_task(config)
     announce(f"task {config.task.name}: preparing (cached after the first run)...")
     task.prepare(None)
+    for instance in heldout_instances(config):  # where a winner is confirmed (eval.heldout_instances)
+        get_task(from_dict(instance_config(config.to_dict(), instance))).prepare(None)
     # Isolated workers start before the proposer reads any API key (they get a scrubbed environment).
     validation_runner = stack.enter_context(IsolatedRunner(threads=1))
     executor = stack.enter_context(make_executor(config))

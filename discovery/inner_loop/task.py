@@ -37,6 +37,7 @@ class Fidelity:
     name: str = "full"  # "screen" | "full"
     steps_fraction: float = 1.0  # fraction of train.max_steps
     beta: float | None = None  # None = the task's train.beta
+    instance: int | None = None  # another task instance (task.options.seed) for held-out confirmation; None = the run's
 
 
 CHECKPOINT_NAME = "checkpoint"  # the folder under a training job's out_dir that holds the trained weights

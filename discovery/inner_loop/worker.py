@@ -6,7 +6,8 @@ files. `evaluate_job` runs in one hardened child per candidate-seed: it loads th
 sandbox loader, trains and scores it, and returns the EvalResult as a plain dict.
 
 Payloads: setup {"config": RunConfig.to_dict()}; evaluate_job {"config": ..., "code": str | None (None = the
-untrained reference, for tasks that define `evaluate_reference`), "seed": int, "fidelity": {"name", "steps_fraction", "beta"}}.
+untrained reference, for tasks that define `evaluate_reference`), "seed": int, "fidelity": {"name", "steps_fraction", "beta",
+"instance"}} (instance: a held-out task instance, task.options.seed, preloaded by `setup` too).
 train_job (tasks that score on the trusted side): the same plus "out_dir", the only folder the job may write;
 it trains (as one rank of `processes` when the runner starts several) and returns the TrainedCheckpoint as a dict.
 """
@@ -17,6 +18,7 @@ import dataclasses
 
 from discovery.candidate import EvalResult
 from discovery.config import from_dict
+from discovery.executors.plan import heldout_instances, instance_config
 from discovery.inner_loop.task import Fidelity, Task, TrainedCheckpoint, get_task
 
 _TASKS: dict[tuple[str, str], Task] = {}  # (task name, cache key) -> task with its state loaded
@@ -36,14 +38,25 @@ def _task(config_dict: dict) -> Task:
 
 
 def setup(payload: dict) -> None:
-    """Preload the task's prepared state in the warm server."""
+    """Preload the task's prepared state in the warm server, and each held-out instance's (prepared by the run)."""
     _task(payload["config"])
+    for instance in heldout_instances(from_dict(payload["config"])):
+        task = get_task(from_dict(instance_config(payload["config"], instance)))
+        if getattr(task, "is_prepared", lambda: True)():
+            _task(instance_config(payload["config"], instance))
+
+
+def _job_task(payload: dict, fidelity: Fidelity) -> Task:
+    """The task of one job: the run's instance, or the held-out instance the fidelity names."""
+    if fidelity.instance is None:
+        return _task(payload["config"])
+    return _task(instance_config(payload["config"], fidelity.instance))
 
 
 def evaluate_job(payload: dict) -> dict:
     """Train and score one candidate at one seed; a fault of the candidate is a failed result, not a crash."""
-    task = _task(payload["config"])
     fidelity = Fidelity(**payload.get("fidelity", {}))
+    task = _job_task(payload, fidelity)
     seed = int(payload["seed"])
     try:
         if payload.get("code") is None:  # the untrained reference policy: a baseline row, no candidate code
@@ -58,8 +71,8 @@ def evaluate_job(payload: dict) -> dict:
 
 def train_job(payload: dict) -> dict:
     """Train one candidate at one seed and save it under payload["out_dir"]; a candidate's fault is ok=False."""
-    task = _task(payload["config"])
     fidelity = Fidelity(**payload.get("fidelity", {}))
+    task = _job_task(payload, fidelity)
     seed = int(payload["seed"])
     try:
         checkpoint = task.train_checkpoint(payload["code"], seed, fidelity, payload["out_dir"])
