@@ -63,6 +63,10 @@ class ProposerConfig:
     server_command: str | None = None  # llamacpp: what starts the server (default: python llamacpp_main.py)
     prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [usd per 1M prompt, completion]
     seed: int = 0
+    # LLM proposals: the seeded mix of diff (edit one parent) / full (a fresh loss) / crossover (two parents)
+    operators: dict[str, float] = field(default_factory=lambda: {"diff": 0.5, "full": 0.3, "crossover": 0.2})
+    # sampling temperature per operator and for fix-ups ("fix"); an operator not named uses `temperature`
+    temperatures: dict[str, float] = field(default_factory=lambda: {"fix": 0.4})
 
 
 @dataclass

@@ -15,6 +15,7 @@ from discovery.archive import Archive
 from discovery.candidate import Candidate, Status
 from discovery.config import RunConfig
 from discovery.inner_loop.task import TaskInfo
+from discovery.proposer import context
 from discovery.proposer.base import ProposalContext
 
 
@@ -44,8 +45,21 @@ class TopKRecent(SelectionStrategy):
         recent = [c for c in proposals if c.status == Status.EVALUATED and c.id not in top_ids][: self.recent]
         failures = [c for c in proposals if c.status in (Status.INVALID, Status.FAILED)][: self.failures]
         parents: list[Candidate] = [s.candidate for s in ranking.parents(found, self.parents)]
+        reference = [s.candidate for s in baselines if s.candidate.name == context.REFERENCE]
         return ProposalContext(task=task, top=top, recent=recent, failures=failures,
-                               baselines=[s.candidate for s in baselines], generation=generation, parents=parents)
+                               baselines=[s.candidate for s in baselines], generation=generation, parents=parents,
+                               frontiers=frontiers(archive, parents + reference, task.beta))
+
+
+def frontiers(archive: Archive, candidates: list[Candidate], beta: float) -> dict[int, list]:
+    """The measured beta sweep of each candidate that has one (the prompt shows it for parents and DPO)."""
+    out = {}
+    for c in candidates:
+        if c.id is not None:
+            found = context.frontier([e.result for e in archive.evaluations(c.id, "full")], beta)
+            if found:
+                out[c.id] = found
+    return out
 
 
 def make_selection(config: RunConfig) -> SelectionStrategy:

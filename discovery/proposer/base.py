@@ -65,6 +65,8 @@ class ProposalContext:
     # every stored loss a proposal must differ from (see proposer.novelty); empty = no novelty check
     known_losses: list[KnownLoss] = field(default_factory=list)
     duplicate_distance: float = 0.0
+    # candidate id -> [(beta, mean fitness, mean KL)] where a beta sweep was measured (parents, DPO)
+    frontiers: dict[int, list[tuple[float, float, float | None]]] = field(default_factory=dict)
 
     def known(self) -> list[Candidate]:
         return [*self.top, *self.recent, *self.failures, *self.baselines, *self.parents]

@@ -63,16 +63,18 @@ class ChatClient:
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout,
                                      max_retries=max_retries)
 
-    def complete(self, messages: list[dict[str, str]]) -> ChatReply:
+    def complete(self, messages: list[dict[str, str]], temperature: float | None = None) -> ChatReply:
+        """One answer; `temperature` overrides the client's for this request (per operator, cooler fix-ups)."""
         mode = self._mode()
+        create = {} if temperature is None else {"temperature": temperature}
         try:
-            return self._call(messages, mode)
+            return self._call(messages, mode, **create)
         except openai.BadRequestError as exc:
             if self.response_format != "auto" or mode == "text":
                 raise ProposerError(f"the endpoint rejected the request: {_one_line(exc)}") from None
             with self._lock:
                 self.response_format = "text"  # the endpoint has no structured output; extract from text
-            return self.complete(messages)
+            return self.complete(messages, temperature)
 
     def probe(self, timeout: float = 30.0) -> ChatReply:
         """One token of a trivial chat, in seconds: a wrong URL, key or model fails here, before any slow work.
@@ -112,7 +114,8 @@ class ChatClient:
         with self._lock:
             return "json_schema" if self.response_format == "auto" else self.response_format
 
-    def _create(self, messages, mode: str, max_tokens: int | None = None, client: openai.OpenAI | None = None):
+    def _create(self, messages, mode: str, max_tokens: int | None = None, client: openai.OpenAI | None = None,
+                temperature: float | None = None):
         extra = {}
         if mode == "json_schema":
             extra["response_format"] = {"type": "json_schema", "json_schema": {
@@ -124,7 +127,7 @@ class ChatClient:
                 extra["seed"] = self.seed + self._requests
                 self._requests += 1
         return (client or self._client).chat.completions.create(
-            model=self.model, messages=messages, temperature=self.temperature,
+            model=self.model, messages=messages, temperature=self.temperature if temperature is None else temperature,
             max_tokens=max_tokens or self.max_tokens, **extra)
 
     def _where(self) -> str:

@@ -8,6 +8,8 @@ import re
 import textwrap
 from dataclasses import dataclass
 
+from discovery.proposer import diff
+
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _DEF = re.compile(r"^[ \t]*def [A-Za-z_]\w*\s*\(", re.MULTILINE)
 _IMPORT = re.compile(r"^(?:import [\w.]+(?: as \w+)?|from [\w.]+ import [\w, ]+)[ \t]*$", re.MULTILINE)
@@ -39,6 +41,17 @@ def extract(text: str | None) -> Extracted:
     if code:
         return Extracted(name=_function_name(code), code=code, thought=_prose(text))
     return Extracted(reason=f"no JSON object and no Python function in the reply (starts: {_head(text)})")
+
+
+def read(text: str | None, edit_base: str | None = None) -> tuple[Extracted, bool]:
+    """The loss in a reply, and whether the reply was an edit: SEARCH/REPLACE blocks are applied to `edit_base`
+    (`discovery.proposer.diff`; a block that does not apply is the reason), anything else goes to `extract`."""
+    if edit_base is None or not diff.has_edits(text):
+        return extract(text), False
+    edited = diff.apply(edit_base, text or "")
+    if not edited.ok:
+        return Extracted(thought=edited.thought, name=edited.name, reason=edited.reason), True
+    return Extracted(thought=edited.thought, name=edited.name or _function_name(edited.code), code=edited.code), True
 
 
 def _from_json(obj: dict, text: str) -> Extracted:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from discovery import contract
 from discovery.candidate import Candidate, Origin, Status, code_hash
 from discovery.config import ProposerConfig
 from discovery.proposer import context as ctx
-from discovery.proposer import templates
+from discovery.proposer import operators, templates
 from discovery.proposer.accounting import Ledger, PriceTable
 from discovery.proposer.base import (
     Attempt,
@@ -21,10 +23,11 @@ from discovery.proposer.base import (
     prompt_hash,
 )
 from discovery.proposer.client import ChatClient, ChatReply, estimate_tokens
-from discovery.proposer.extract import extract, normalize
+from discovery.proposer.extract import normalize, read
 from discovery.proposer.novelty import duplicate_of
 
 _ANSWER_MARGIN = 128  # tokens kept free beyond max_tokens for chat-template overhead
+_TEMPLATES = {"full": "propose", "diff": "mutate", "crossover": "crossover"}  # operator -> prompts/<name>.j2
 
 
 class LLMProposer(Proposer):
@@ -38,6 +41,8 @@ class LLMProposer(Proposer):
         self.ledger = ledger
         self.prices = prices
         self.name = name
+        self.mix = operators.check_mix(config.operators)
+        self._proposals = 0  # proposals asked for so far: the seeded operator choice of the next one
 
     # ------------------------------------------------------------------ prompts
 
@@ -46,34 +51,49 @@ class LLMProposer(Proposer):
                                 task_description=task.description, fitness_description=task.fitness_description,
                                 beta=task.beta, params=contract.PARAMS)
 
-    def propose_prompt(self, context: ProposalContext, system: str) -> str:
+    def propose_prompt(self, context: ProposalContext, system: str, choice: operators.Choice | None = None) -> str:
+        """The first request of a proposal: the operator's template (propose, mutate, crossover) over the archive."""
         budget = self.config.context_window - self.config.max_tokens - _ANSWER_MARGIN - estimate_tokens(system)
+        choice = choice or operators.Choice("full")
+        if choice.parents:  # an edit or a crossover shows the parents it works on (and their measured behaviour)
+            context = replace(context, parents=list(choice.parents))
 
         def render(shown: dict) -> str:
-            return templates.render("propose", generation=context.generation, **shown)
+            return templates.render(_TEMPLATES[choice.operator], generation=context.generation, **shown)
 
         shown = ctx.fit(ctx.entries(context), lambda s: estimate_tokens(render(s)), budget)
         return render(shown)
 
-    def fix_prompt(self, attempt: Attempt) -> str:
-        return templates.render("fix", loss_name=attempt.name, code=attempt.code.strip(), reason=attempt.reason,
-                                params=contract.PARAMS, duplicate=attempt.verdict == "duplicate")
+    def fix_prompt(self, attempt: Attempt, edit_of: str | None = None) -> str:
+        """A fix-up request; `edit_of` is the code a SEARCH/REPLACE edit that did not apply was meant for."""
+        code = edit_of if edit_of is not None else attempt.code
+        return templates.render("fix", loss_name=attempt.name, code=code.strip(), reason=attempt.reason,
+                                params=contract.PARAMS, duplicate=attempt.verdict == "duplicate",
+                                edit=edit_of is not None)
+
+    def temperature(self, kind: str) -> float:
+        """The sampling temperature of a request: per operator, "fix" for fix-ups, else proposer.temperature."""
+        return float(self.config.temperatures.get(kind, self.config.temperature))
 
     # ------------------------------------------------------------------ the loop
 
     def propose(self, context: ProposalContext) -> Proposal:
+        choice = operators.choose(self.mix, context, self.config.seed, self._proposals)
+        self._proposals += 1
         system = {"role": "system", "content": self.system_prompt(context.task)}
-        messages = [system, {"role": "user", "content": self.propose_prompt(context, system["content"])}]
+        messages = [system, {"role": "user", "content": self.propose_prompt(context, system["content"], choice)}]
         attempts: list[Attempt] = []
         calls: list[LLMCall] = []
         report = None
+        base = choice.parents[0].code if choice.operator == "diff" else None  # what an edit applies to
         for index in range(1 + max(0, self.config.max_fix_attempts)):
             if index and self.ledger.exceeded():
                 break
             reply = None
             try:
-                reply = self.client.complete(messages)
-                attempt, report = self._judge(index, messages, reply, context)
+                reply = self.client.complete(messages, temperature=self.temperature("fix" if index else
+                                                                                    choice.operator))
+                attempt, report, failed_edit = self._judge(index, messages, reply, context, base)
             except Exception as exc:  # what was bought before the failure is still stored (the loop reads it)
                 if reply is not None:
                     calls.append(self._call(messages, reply, "error"))
@@ -84,12 +104,14 @@ class LLMProposer(Proposer):
             attempts.append(attempt)
             if attempt.verdict == "valid":
                 break
-            messages = [system, {"role": "user", "content": self.fix_prompt(attempt)}]
-        return Proposal(candidate=self._candidate(context, attempts, report), calls=calls, attempts=attempts,
-                        report=report)
+            base = base if failed_edit else attempt.code or base
+            fix = self.fix_prompt(attempt, base if failed_edit else None)
+            messages = [system, {"role": "user", "content": fix}]
+        candidate = self._candidate(context, attempts, report, choice)
+        return Proposal(candidate=candidate, calls=calls, attempts=attempts, report=report)
 
-    def _judge(self, index: int, messages, reply: ChatReply, context: ProposalContext):
-        found = extract(reply.text)
+    def _judge(self, index: int, messages, reply: ChatReply, context: ProposalContext, base: str | None = None):
+        found, was_edit = read(reply.text, base)
         found.code, edits = normalize(found.code) if found.ok else (found.code, [])
         report = None
         if not found.ok and reply.finish_reason == "length":
@@ -114,7 +136,7 @@ class LLMProposer(Proposer):
                           reply=reply.text, verdict=verdict, reason=reason, name=found.name, code=found.code,
                           thought=found.thought,
                           call=call, fingerprint=report.fingerprint if report else None, edits=edits)
-        return attempt, report
+        return attempt, report, was_edit and not found.ok
 
     def _call(self, messages, reply: ChatReply, verdict: str) -> LLMCall:
         """The accounting record of one answered request, counted in the ledger."""
@@ -128,20 +150,24 @@ class LLMProposer(Proposer):
     def count_spent(self, cost_usd: float, tokens: int) -> None:
         self.ledger.add_spent(cost_usd, tokens)
 
-    def _candidate(self, context: ProposalContext, attempts: list[Attempt], report) -> Candidate:
+    def _candidate(self, context: ProposalContext, attempts: list[Attempt], report,
+                   choice: operators.Choice | None = None) -> Candidate:
         last = attempts[-1]
         with_code = next((a for a in reversed(attempts) if a.code), last)
         valid = last.verdict in ("valid", "duplicate")  # a duplicate is valid code: the loop stores it as such
         if not valid and not last.reason:
             last.reason = "the budget cap stopped the fix-up loop"
         final_report = report if with_code is last else None
-        return candidate_from(
+        choice = choice or operators.Choice("full")
+        parents = choice.parents or context.parents
+        candidate = candidate_from(
             final_report,
             name=with_code.name or "unnamed", code=with_code.code, thought=with_code.thought, origin=Origin.LLM,
-            parent_ids=tuple(c.id for c in context.parents if c.id is not None), generation=context.generation,
+            parent_ids=tuple(c.id for c in parents if c.id is not None), generation=context.generation,
             proposer=self.name, model=self.config.model, status=Status.PROPOSED if valid else Status.INVALID,
             reason="" if valid else ctx.one_line(f"after {len(attempts)} attempt(s): {last.reason}", 500),
         )
+        return replace(candidate, diagnostics={**candidate.diagnostics, "operator": choice.operator})
 
     def probe(self) -> None:
         """A one-token answer before any slow work: wrong URL, key or model (or a crashing server) fail here."""

@@ -11,6 +11,7 @@ from discovery.sandbox.checks import make_inputs
 GRID = torch.linspace(-20, 20, 81)
 BETA = 0.1
 LOGIT_SWEEP = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+SHAPE_LOGITS = (-2.0, 0.0, 2.0, 5.0)  # beta * margin where the prompt shows a loss's value and slope
 
 
 def _values(fn: Callable, margins, beta: float = BETA, delta=(0.0, 0.0, 0.0, 0.0)) -> torch.Tensor:
@@ -28,6 +29,12 @@ def curve(fn: Callable, beta: float, margins) -> dict[str, list[float]]:
     grad = torch.zeros_like(inputs[0]) if grad is None else grad
     return {"margin": [float(m) for m in margins], "loss": out.detach().double().tolist(),
             "dloss": grad.tolist()}
+
+
+def shape(fn: Callable, beta: float = BETA) -> dict[str, list[float]]:
+    """Loss and d loss / d margin at beta * margin = SHAPE_LOGITS (what the proposer's prompt shows)."""
+    found = curve(fn, beta, [logit / beta for logit in SHAPE_LOGITS])
+    return {"logit": list(SHAPE_LOGITS), "loss": found["loss"], "dloss": found["dloss"]}
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -77,4 +84,5 @@ def diagnose(fn: Callable) -> dict:
         "margin_only": _close(batch, _values(fn, GRID, delta=(2.0, 2.0, 0, 0))),
         "beta_first": _close(batch, same_logit),
         "max_finite_logit": max_finite_logit(fn),
+        "shape": shape(fn),
     }
