@@ -108,7 +108,7 @@ def run(args) -> int:
     code = read_candidate(args.file)
     console = Console(stderr=args.json, width=150)
     config = config_from_args(args, SHORTCUTS)
-    report = validate(code, config.sandbox)
+    report = validate(code, config.sandbox, batch_sizes=(config.train.per_device_train_batch_size,))
     if not report.valid:
         raise DiscoveryError(f"{args.file} is not a valid loss: {report.summary()}")
     config, task, runner = start(args)

@@ -207,7 +207,8 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, progress, announce,
     archive.log_event("session", "resumed" if resuming else "started", data={"pid": os.getpid(),
                                                                               "executor": executor.describe()})
     def validator(code: str):
-        return validate(code, config.sandbox, runner=validation_runner)
+        return validate(code, config.sandbox, runner=validation_runner,
+                        batch_sizes=(config.train.per_device_train_batch_size,))
 
     proposer = stack.enter_context(make_proposer(config, validator))
     if config.proposer.backend == "llamacpp":  # fail fast: one token now, not an error after the baselines

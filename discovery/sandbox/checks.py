@@ -70,6 +70,35 @@ def make_inputs(margins, beta: float, dtype=torch.float32, grad: bool = True, se
     return tensors, beta
 
 
+REGIMES = ("checks", "start", "late")
+
+
+def make_regime(regime: str, n: int, beta: float, seed: int, grad: bool = True, dtype=torch.float32
+                ) -> list[torch.Tensor]:
+    """`n` pairs as training produces them: summed log-probs of real completions (-300..-1).
+
+    "start": the policy is still the reference (log-ratios within +-0.05, margins near 0); "late": chosen
+    pushed up and rejected down by tens of nats (|beta * margin| up to ~10 at beta 0.1); "checks": the
+    check grid (`make_inputs`, margins -12..12)."""
+    if regime == "checks":
+        return make_inputs(torch.linspace(-12, 12, n), beta, dtype, grad, seed)[0]
+    gen = torch.Generator().manual_seed(seed)
+
+    def uniform(low, high):
+        return torch.empty(n, dtype=torch.float64).uniform_(low, high, generator=gen)
+
+    ref_c, ref_r = uniform(-300.0, -1.0), uniform(-300.0, -1.0)
+    if regime == "start":
+        pol_c, pol_r = ref_c + uniform(-0.05, 0.05), ref_r + uniform(-0.05, 0.05)
+    else:
+        pol_c = (ref_c + uniform(-5.0, 40.0)).clamp(max=-0.01)
+        pol_r = ref_r - uniform(-5.0, 60.0)
+    tensors = [t.to(dtype) for t in (pol_c, pol_r, ref_c, ref_r)]
+    for t in tensors[:2]:
+        t.requires_grad_(grad)
+    return tensors
+
+
 def call(fn: Callable, inputs: list[torch.Tensor], beta: float, seconds: float):
     try:
         with time_limit(seconds):
@@ -135,13 +164,20 @@ def check_finite_and_gradients(fn: Callable, seconds: float) -> None:
     """Finite loss and gradients on the realistic grid; gradients exist and are not all zero."""
     margins = torch.linspace(*MARGIN_RANGE, 64)
     nonzero = [False, False]
+    batches = []
     for beta in BETAS:
-        inputs, beta = make_inputs(margins, beta, seed=int(beta * 1000))
-        out = check_output(call(fn, inputs, beta, seconds), 64)
+        batches.append((make_inputs(margins, beta, seed=int(beta * 1000))[0], beta, None))
+        training = [make_regime(r, 16, beta, seed=int(beta * 1000) + i) for i, r in enumerate(REGIMES[1:])]
+        batches.append(([torch.cat(ts).detach().requires_grad_(i < 2) for i, ts in enumerate(zip(*training, strict=True))],
+                        beta, "training-like inputs (log-probs -300..-1, policy at the reference or far from it)"))
+    for inputs, beta, where in batches:
+        out = check_output(call(fn, inputs, beta, seconds), inputs[0].shape[0])
         if not torch.isfinite(out).all():
-            bad = [round(m, 2) for m in margins[~torch.isfinite(out.detach())][:3].tolist()]
-            raise CheckFailure("finite", f"the loss is NaN or Inf at beta={beta:g}, margins {bad} "
-                               f"(log-probs in {LOGP_RANGE}); keep it finite (e.g. logsigmoid, clamp)")
+            if where is None:
+                bad = [round(m, 2) for m in margins[~torch.isfinite(out.detach())][:3].tolist()]
+                where = f"margins {bad} (log-probs in {LOGP_RANGE})"
+            raise CheckFailure("finite", f"the loss is NaN or Inf at beta={beta:g}, {where}; "
+                               "keep it finite (e.g. logsigmoid, clamp)")
         if not out.requires_grad:
             raise CheckFailure("gradient", "the loss has no gradient w.r.t. the policy log-probs "
                                "(constant or detached); it must depend on them")
@@ -189,23 +225,26 @@ def check_speed(fn: Callable, max_seconds: float, seconds: float) -> float:
     return took
 
 
-def check_consistent(fn: Callable, seconds: float) -> None:
-    """Same per-pair loss with and without grad and at B in 8..256 (beyond batch statistics)."""
+def check_consistent(fn: Callable, seconds: float, sizes: tuple[int, ...] = ()) -> None:
+    """Same per-pair loss with and without grad and at B in 8..512, the task's `sizes` and one random size
+    (beyond batch statistics), on the check grid and training's value ranges."""
     from discovery.sandbox.consistency import Inconsistent
     from discovery.sandbox.consistency import check_consistent as consistent
 
     try:
-        consistent(fn, make_inputs, lambda f, inputs, beta: call(f, inputs, beta, seconds))
+        consistent(fn, make_inputs, lambda f, inputs, beta: call(f, inputs, beta, seconds), tuple(sizes))
     except Inconsistent as exc:
         raise CheckFailure(exc.rule, exc.message) from None
 
 
-def run_unit_checks(fn: Callable, max_call_seconds: float) -> float:
-    """Raise CheckFailure at the first failing check; returns the B=64 forward+backward time."""
+def run_unit_checks(fn: Callable, max_call_seconds: float, batch_sizes: tuple[int, ...] = ()) -> float:
+    """Raise CheckFailure at the first failing check; returns the B=64 forward+backward time.
+
+    `batch_sizes`: the sizes training will call the loss with (the task's batch size), checked too."""
     seconds = max(1.0, 4 * max_call_seconds)
     check_pure(fn, seconds)
     check_shapes(fn, seconds)
-    check_consistent(fn, seconds)
+    check_consistent(fn, seconds, batch_sizes)
     check_finite_and_gradients(fn, seconds)
     check_deterministic(fn, seconds)
     return check_speed(fn, max_call_seconds, seconds)

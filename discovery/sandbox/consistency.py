@@ -2,11 +2,13 @@
 
 Two halves, sharing the comparisons:
 
-- `check_consistent` (a unit check, in the sandbox child): the same pairs get the same per-pair loss
-  with and without gradients, and in batches of 8, 16, 64 and 256 (TRL's defaults among them);
-  a loss that depends on its batch must do so through batch statistics only: copying the batch k times
-  (which keeps means, quantiles, extremes and spreads) and a batch of copies of one pair leave each
-  pair's loss (nearly) unchanged, at every size.
+- `check_consistent` (a unit check, in the sandbox child): 8 watched pairs from the check grid and from
+  training's value ranges (policy at the reference; large margins late) get the same per-pair loss with
+  and without gradients, alone and at random places among pairs of each range, in batches of 8, 16, 64,
+  256, 512, the task's own batch size and one random size per check; a loss that depends on its batch
+  must do so through batch statistics only: copying the batch k times (exactly, or each copy moved by a
+  hair so that no pair is duplicated) and a batch of copies of one pair leave each pair's loss (nearly)
+  unchanged, at every size.
 - `TrainingGuard` (in the trainer, on every call): the inputs are not edited in place and not aliased,
   the call returns within a time limit, the loss is the same without gradients, and a loss that was
   batch-independent in the checks stays batch-independent on the real batches; a batch-dependent one
@@ -16,17 +18,20 @@ Two halves, sharing the comparisons:
 from __future__ import annotations
 
 import ctypes
+import random
 import threading
 import time
 from collections.abc import Callable
 
 import torch
 
-SIZES = (8, 16, 64, 256)
-ALONE = (0, 3, 7)  # pairs of the base batch also computed on their own
+SIZES = (8, 16, 64, 256, 512)  # TRL's default batch (8) among them; the task's own sizes are added by the caller
+RANDOM_SIZES = (257, 511)  # one more size per check, drawn from here: a switch at a fixed size cannot be aimed at
 EXACT = {"rtol": 1e-5, "atol": 1e-6}
 STATS_RTOL = 0.05  # batch-statistic losses: tolerance relative to the largest per-pair loss
 STATS_ATOL = 1e-4
+BASE = (("checks", 3), ("start", 3), ("late", 2))  # the 8 watched pairs: the check grid and training's ranges
+FILLERS = ("checks", "start", "late")  # what surrounds them, in turn
 
 
 class Inconsistent(Exception):
@@ -64,34 +69,93 @@ def _first(out: torch.Tensor, n: int) -> torch.Tensor:
     return out.detach().reshape(-1)[:n] if out.dim() == 1 else out.detach()
 
 
-def check_consistent(fn: Callable, make_inputs: Callable, call: Callable) -> None:
-    """Raise Inconsistent when the per-pair loss depends on grad state or, beyond batch statistics, on B."""
-    base, beta = make_inputs(torch.linspace(-8, 8, 8), 0.1, seed=21)
-    alone = torch.cat([_first(call(fn, [t[i:i + 1].detach() for t in base], beta), 1) for i in ALONE])
-    independent = []
-    for size in SIZES:
-        filler, _ = make_inputs(torch.linspace(-12, 12, size - 8), beta, seed=size)
-        batch = [torch.cat([b.detach(), f.detach()]).requires_grad_(i < 2) for i, (b, f) in
-                 enumerate(zip(base, filler, strict=True))]
-        with_grad = _first(call(fn, batch, beta), 8)
-        without = _first(call(lambda *a: _no_grad(fn, a[:4], a[4]), batch, beta), 8)
+def _pick(out: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return out.detach().reshape(-1)[index] if out.dim() == 1 and out.numel() > int(index.max()) else out.detach()
+
+
+def base_pairs(beta: float, grad: bool = True) -> list[torch.Tensor]:
+    """The 8 watched pairs: 3 from the check grid, 3 with the policy at the reference, 2 late in training."""
+    from discovery.sandbox.checks import make_regime
+
+    parts = [make_regime(regime, n, beta, seed=21 + i, grad=False) for i, (regime, n) in enumerate(BASE)]
+    return [torch.cat(ts).requires_grad_(grad and i < 2) for i, ts in enumerate(zip(*parts, strict=True))]
+
+
+def embedded(base, size: int, beta: float, turn: int, grad: bool = True):
+    """A batch of `size` with the base pairs at random places among filler pairs of one regime.
+
+    Returns (tensors, index of the base pairs in it)."""
+    from discovery.sandbox.checks import make_regime
+
+    n = base[0].shape[0]
+    filler = make_regime(FILLERS[turn % len(FILLERS)], size - n, beta, seed=size + turn, grad=False)
+    order = torch.randperm(size)
+    index = order[:n]
+    tensors = []
+    for i, (b, f) in enumerate(zip(base, filler, strict=True)):
+        t = torch.empty(size, dtype=b.dtype)
+        t[index] = b.detach()
+        t[order[n:]] = f
+        tensors.append(t.requires_grad_(grad and i < 2))
+    return tensors, index
+
+
+def check_sizes(extra: tuple[int, ...] = ()) -> list[int]:
+    """SIZES, the caller's (the task's batch size), and one drawn at random from RANDOM_SIZES."""
+    drawn = random.SystemRandom().randint(*RANDOM_SIZES)
+    return sorted({*SIZES, *(int(b) for b in extra if 8 < int(b) <= 4096), drawn})
+
+
+def check_consistent(fn: Callable, make_inputs: Callable, call: Callable, sizes: tuple[int, ...] = ()) -> None:
+    """Raise Inconsistent when the per-pair loss depends on grad state or, beyond batch statistics, on B.
+
+    `make_inputs` is kept for callers; the pairs come from `checks.make_regime` (check grid and training's
+    ranges), embedded among pairs of every regime, at random places."""
+    beta = 0.1
+    base = base_pairs(beta)
+    n = base[0].shape[0]
+    alone = torch.cat([_first(call(fn, [t[i:i + 1].detach() for t in base], beta), 1) for i in range(n)])
+    independent = True
+    sizes = check_sizes(sizes)
+    for turn, size in enumerate(sizes):
+        batch, index = embedded(base, size, beta, turn)
+        with_grad = _pick(call(fn, batch, beta), index)
+        without = _pick(call(lambda *a: _no_grad(fn, a[:4], a[4]), batch, beta), index)
         if not close(with_grad, without):
             raise Inconsistent("grad-mode", f"at B={size} the loss differs with and without gradients; "
                                "a loss may not depend on whether it is being trained")
-        independent.append(close(with_grad[list(ALONE)], alone))
-    if all(independent):
-        return
+        independent = independent and close(with_grad, alone)
+    if not independent:
+        batch_statistics_only(fn, base, beta, call, sizes)
+
+
+def jittered(tensors, k: int, seed: int):
+    """k copies of the batch, each copy but the first moved by a different tiny amount (no exact duplicates)."""
+    gen = torch.Generator().manual_seed(seed)
+    n = tensors[0].shape[0]
+    out = []
+    for t in tensors:
+        noise = torch.empty(n * k, dtype=torch.float64).uniform_(-1e-3, 1e-3, generator=gen)
+        noise[:n] = 0.0
+        out.append((t.detach().double().repeat(k) + noise).to(t.dtype))
+    return out
+
+
+def batch_statistics_only(fn: Callable, base, beta: float, call: Callable, sizes: list[int]) -> None:
+    """A batch-dependent loss: copying the batch (exactly, or with each copy moved by a hair so that no pair
+    is duplicated) and batches of copies of one pair leave each pair's loss (nearly) unchanged, at every
+    checked size (copies of the batch where the size is a multiple of 8)."""
     first = _first(call(fn, base, beta), 8)
-    for k in (2, 8, 32):
-        tiled = _first(call(fn, _tile(base, k), beta), 8)
-        if not stats_close(first, tiled):
-            raise Inconsistent("batch-size", f"the same 8 pairs get different losses at B=8 and when the batch "
-                               f"is copied to B={8 * k}; a loss may depend on its batch only through batch "
-                               "statistics (e.g. `.mean()`, not `.sum()` or the batch size)")
-    for i in (0, 7):
+    for k in sorted({size // 8 for size in sizes if size % 8 == 0 and size > 8}):
+        for name, tiled in (("copied", _tile(base, k)), ("copied (not exactly)", jittered(base, k, seed=k))):
+            if not stats_close(first, _first(call(fn, tiled, beta), 8)):
+                raise Inconsistent("batch-size", f"the same 8 pairs get different losses at B=8 and when the "
+                                   f"batch is {name} to B={8 * k}; a loss may depend on its batch only through "
+                                   "batch statistics (e.g. `.mean()`, not `.sum()` or the batch size)")
+    for i in (0, 3, 7):
         pair = [t[i:i + 1].detach() for t in base]
         single = _first(call(fn, pair, beta), 1)
-        for size in (8, 64, 256):
+        for size in sizes:
             copies = _first(call(fn, _tile(pair, size), beta), size)
             if not stats_close(single.expand(size), copies):
                 raise Inconsistent("batch-size", f"a batch of {size} copies of one pair gives it a different "
@@ -142,15 +206,15 @@ class time_limit:  # noqa: N801 - used as a context manager like checks.time_lim
         return False
 
 
-def batch_independent(fn: Callable, make_inputs: Callable) -> bool:
-    """Is each pair's loss the same alone and in batches of every size in SIZES (as `check_consistent` sees)?"""
-    base, beta = make_inputs(torch.linspace(-8, 8, 8), 0.1, grad=False, seed=21)
+def batch_independent(fn: Callable, make_inputs: Callable | None = None) -> bool:
+    """Is each pair's loss the same alone and among other pairs at every size (as `check_consistent` sees)?"""
+    beta = 0.1
+    base = base_pairs(beta, grad=False)
     with torch.no_grad():
-        alone = torch.cat([_first(fn(*[t[i:i + 1] for t in base], beta), 1) for i in ALONE])
-        for size in SIZES:
-            filler, _ = make_inputs(torch.linspace(-12, 12, size - 8), beta, grad=False, seed=size)
-            batch = [torch.cat([b, f]) for b, f in zip(base, filler, strict=True)]
-            if not close(_first(fn(*batch, beta), 8)[list(ALONE)], alone):
+        alone = torch.cat([_first(fn(*[t[i:i + 1] for t in base], beta), 1) for i in range(base[0].shape[0])])
+        for turn, size in enumerate(check_sizes()):
+            batch, index = embedded(base, size, beta, turn, grad=False)
+            if not close(_pick(fn(*batch, beta), index), alone):
                 return False
     return True
 

@@ -9,24 +9,29 @@ from collections.abc import Callable, Sequence
 PROBE_BETAS = (0.05, 0.1, 0.5)
 PROBE_MARGINS = (-40.0, -20.0, -10.0, -5.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0)
 SINGLE_MARGINS = (-2.0, 0.0, 2.0)
+REGIME_PAIRS = 8  # pairs from each of training's ranges (checks.make_regime: policy at the reference, late)
 DIGITS = 6  # significant digits kept before hashing
-ZERO = 1e-12
+ZERO = 1e-8  # smaller values hash as 0: rewrites differ there by rounding (log(sigmoid) far in the tail)
 
 
 def probe(fn: Callable) -> tuple[list[float], list[float]]:
     """(all values hashed into the fingerprint, the gradient values used for distances); float64 inputs."""
     import torch
 
-    from discovery.sandbox.checks import make_inputs
+    from discovery.sandbox.checks import make_inputs, make_regime
 
     hashed: list[float] = []
     grads: list[float] = []
     for beta in PROBE_BETAS:
         configs = [(PROBE_MARGINS, 0.0, 7), (PROBE_MARGINS, 40.0, 8)]
         configs += [((m,), 0.0, 9) for m in SINGLE_MARGINS]
-        for i, (margins, shift, seed) in enumerate(configs):
-            inputs, b = make_inputs(margins, beta, dtype=torch.float64, seed=seed, shift=shift)
-            out = fn(*inputs, b)
+        batches = [make_inputs(margins, beta, dtype=torch.float64, seed=seed, shift=shift)[0]
+                   for margins, shift, seed in configs]
+        # training's ranges: a loss that is another function there is another loss
+        batches += [make_regime(regime, REGIME_PAIRS, beta, seed=30 + i, dtype=torch.float64)
+                    for i, regime in enumerate(("start", "late"))]
+        for i, inputs in enumerate(batches):
+            out = fn(*inputs, beta)
             g_c, g_r = torch.autograd.grad(out.sum(), inputs[:2], allow_unused=True)
             g_c = torch.zeros_like(inputs[0]) if g_c is None else g_c
             g_r = torch.zeros_like(inputs[1]) if g_r is None else g_r

@@ -27,7 +27,8 @@ def check_job(payload: dict) -> dict:
     if errors:
         return {"errors": errors}
     try:
-        call_seconds = checks.run_unit_checks(fn, float(payload.get("max_call_seconds", 0.25)))
+        sizes = tuple(int(b) for b in payload.get("batch_sizes") or ())
+        call_seconds = checks.run_unit_checks(fn, float(payload.get("max_call_seconds", 0.25)), sizes)
         guard = max(1.0, 4 * float(payload.get("max_call_seconds", 0.25)))
         with time_limit(guard * 4):
             diag = diagnostics.diagnose(fn)

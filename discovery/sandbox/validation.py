@@ -104,9 +104,11 @@ def with_line(error: CheckError, code: str) -> CheckError:
     return CheckError(error.check, message, line, error.rule)
 
 
-def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRunner | None = None
-             ) -> ValidationReport:
-    """Static policy in this process, then unit checks/diagnostics/fingerprint in an isolated child."""
+def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRunner | None = None,
+             batch_sizes: tuple[int, ...] = ()) -> ValidationReport:
+    """Static policy in this process, then unit checks/diagnostics/fingerprint in an isolated child.
+
+    `batch_sizes`: the batch sizes training will use (per-device train batch size), checked besides TRL's."""
     config = config or SandboxConfig()
     start = time.perf_counter()
     violations = check_source(code)
@@ -115,7 +117,8 @@ def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRun
                                                      for v in violations],
                                 isolation=["static-policy"], seconds=time.perf_counter() - start)
     runner = runner or default_runner()
-    result = runner.run(CHECK_JOB, {"code": code, "max_call_seconds": config.max_call_seconds},
+    result = runner.run(CHECK_JOB, {"code": code, "max_call_seconds": config.max_call_seconds,
+                                   "batch_sizes": [int(b) for b in batch_sizes]},
                         limits_for(config))
     isolation = ["static-policy", "restricted-builtins", *result.isolation]
     if not result.ok:
