@@ -198,3 +198,23 @@ def test_fix_ups_sample_cooler_than_the_proposal():
     assert [r["temperature"] for r in server.chat_requests] == [0.9, 0.4]  # the default fix temperature
     assert proposal.valid and proposal.candidate.diagnostics["operator"] == "full"
     assert proposal.candidate.parent_ids == (10, 11)
+
+
+def test_selection_hands_the_prompt_each_parents_and_dpos_frontier(tmp_path):
+    from discovery.archive import Archive
+    from discovery.candidate import EvalResult
+    from discovery.selection import TopKRecent
+
+    with Archive.open(tmp_path) as archive:
+        ids = {}
+        for name, code, origin in (("dpo", DPO, Origin.LIBRARY), ("found", PARENT, Origin.LLM)):
+            ids[name] = archive.add_candidate(Candidate(name=name, code=code, origin=origin))
+            archive.transition(ids[name], Status.EVALUATED)
+            for beta, base in ((0.05, -0.8), (0.1, -0.7)):
+                for seed in range(2):
+                    archive.add_evaluation(ids[name], EvalResult(seed=seed, fitness=base + seed / 100, beta=beta,
+                                                                 metrics={"kl": 10 * beta + seed}))
+        context = TopKRecent().select(archive, TASK, generation=1)
+    assert [c.name for c in context.parents] == ["found"]
+    for name in ("dpo", "found"):
+        assert context.frontiers[ids[name]] == [pytest.approx((0.05, -0.795, 1.0)), pytest.approx((0.1, -0.695, 1.5))]
