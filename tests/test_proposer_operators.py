@@ -144,7 +144,8 @@ def test_the_prompt_shows_the_parents_measured_behaviour_and_dpos():
         for choice in (operators.Choice("full"), operators.Choice("crossover", tuple(archive_context().parents))):
             prompt = proposer.propose_prompt(archive_context(), system, choice)
             parents_part = prompt[prompt.index("parent_0:"):]
-            assert "fitness -0.78, KL to the reference 3.9, held-out accuracy 0.671" in parents_part
+            assert "parent_0: fitness -0.7800 ± 0.0100 (n=5)\n  KL to the reference 3.9, held-out accuracy 0.671\n" \
+                in parents_part
             assert "by beta: beta 0.1: fitness -0.79, KL 3.5; beta 0.2: fitness -0.78, KL 3.9" in parents_part
             assert "at beta*margin = -2/0/2/5: loss 2.13/0.693/0.127/0.0067" in parents_part
             assert "d loss/d margin -0.088/-0.05/-0.012/0" in parents_part

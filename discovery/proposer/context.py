@@ -27,13 +27,16 @@ class Entry:
 
     def view(self) -> dict:
         c = self.candidate
-        return {"name": c.name, "summary": summary(c), "code": c.code.strip() if self.level == FULL else None,
+        brief = summary(c, with_metrics=not self.detailed)  # a detailed entry names its metrics in `behaviour`
+        return {"name": c.name, "summary": brief, "code": c.code.strip() if self.level == FULL else None,
                 "reason": one_line(c.reason), "behaviour": behaviour(c, self.frontier) if self.detailed else []}
 
 
-def summary(c: Candidate) -> str:
+def summary(c: Candidate, with_metrics: bool = True) -> str:
     parts = [f"fitness {c.fitness}" if c.fitness else "not evaluated yet" if c.status == Status.PROPOSED
              else f"status {c.status}"]
+    if not with_metrics:
+        return parts[0]
     metrics = {k: v for k, v in (c.metrics or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)}
     keys = [k for k in metrics if any(tag in k.lower() for tag in _KEY_METRICS)][:4]
     parts += [f"{k} {metrics[k]:.4g}" for k in keys]
@@ -48,12 +51,11 @@ def behaviour(c: Candidate, frontier=()) -> list[str]:
     """What was measured about a loss, one short line per aspect: the result, the frontier, the curve's shape."""
     metrics = c.metrics or {}
     lines = []
-    if c.fitness:
-        kl, acc = metrics.get("kl"), metrics.get("heldout_accuracy")
-        line = f"fitness {_num(c.fitness.mean)}"
-        line += f", KL to the reference {_num(kl)}" if kl is not None else ""
-        line += f", held-out accuracy {_num(acc)}" if acc is not None else ""
-        lines.append(line)
+    kl, acc = metrics.get("kl"), metrics.get("heldout_accuracy")
+    measured = ([f"KL to the reference {_num(kl)}"] if kl is not None else []) + \
+        ([f"held-out accuracy {_num(acc)}"] if acc is not None else [])
+    if measured:
+        lines.append(", ".join(measured))
     points = [f"beta {_num(b)}: fitness {_num(r)}" + (f", KL {_num(k)}" if k is not None else "")
               for b, r, k in frontier]
     if points:
