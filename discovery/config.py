@@ -39,6 +39,20 @@ class TaskConfig:
 
 
 @dataclass
+class ModelConfig:
+    """One model of `proposer.models`: an LLM the bandit may give a proposal to (unset fields: the proposer's)."""
+
+    model: str
+    backend: Literal["llamacpp", "openai"] = "openai"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    prices: list[float] = field(default_factory=list)  # usd per 1M [prompt, completion] tokens; empty: proposer.prices / the built-in table
+    temperature: float | None = None
+    max_tokens: int | None = None
+    n_threads: int | None = None  # llamacpp
+
+
+@dataclass
 class ProposerConfig:
     backend: Literal["llamacpp", "openai", "replay", "symbolic"] = "llamacpp"
     model: str = "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
@@ -61,6 +75,13 @@ class ProposerConfig:
     cpu_repack: bool = False  # llamacpp: llama.cpp's weight repacking (AMX/AVX-512 buffers); crashes some VMs
     draft_tokens: int = 0  # llamacpp: prompt-lookup decoding, tokens guessed from the prompt per step (0: off)
     server_command: str | None = None  # llamacpp: what starts the server (default: python llamacpp_main.py)
+    # the search (docs/proposers.md#the-search): diversity, the hybrid, several LLMs
+    selection: Literal["topk_recent", "islands"] = "topk_recent"
+    islands: int = 4  # selection=islands: sub-populations; proposal g belongs to island (g - 1) mod islands
+    migrate_every: int = 4  # selection=islands: rounds between migrations of the run's best proposal (0: never)
+    tune_constants: int = 0  # LLM backends: constant-tuned variants of each evaluated LLM proposal (0: off)
+    models: list[ModelConfig] = field(default_factory=list)  # several LLMs in one run; replaces backend/model/base_url
+    bandit: Literal["ucb1", "thompson"] = "ucb1"  # proposer.models: who writes the next proposal
     prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [usd per 1M prompt, completion]
     seed: int = 0
     # LLM proposals: the seeded mix of diff (edit one parent) / full (a fresh loss) / crossover (two parents)
@@ -293,6 +314,28 @@ def from_dict(data: dict[str, Any] | None) -> RunConfig:
     return validate(build_dataclass(RunConfig, data or {}))
 
 
+def _check_search(p: ProposerConfig) -> None:
+    """proposer.selection / tune_constants / models (docs/proposers.md#the-search)."""
+    for key, value, low in (("islands", p.islands, 1), ("migrate_every", p.migrate_every, 0),
+                            ("tune_constants", p.tune_constants, 0)):
+        if value < low:
+            raise ConfigError(f"proposer.{key} must be at least {low}, got {value}")
+    llm = p.backend in ("llamacpp", "openai")
+    if (p.models or p.tune_constants) and not llm:
+        what = "proposer.models" if p.models else "proposer.tune_constants"
+        raise ConfigError(f"{what} needs an LLM backend (llamacpp or openai), got proposer.backend={p.backend}")
+    names = [m.model for m in p.models]
+    for i, m in enumerate(p.models):
+        if not m.model.strip() or names.index(m.model) != i:
+            raise ConfigError(f"proposer.models[{i}].model must be a name no other model of the list has, "
+                              f"got {m.model!r}")
+        if m.prices and (len(m.prices) != 2 or min(m.prices) < 0):
+            raise ConfigError(f"proposer.models[{i}].prices must be [prompt, completion] usd per 1M tokens, "
+                              f"got {list(m.prices)}")
+        if m.temperature is not None and m.temperature < 0:
+            raise ConfigError(f"proposer.models[{i}].temperature must be at least 0, got {m.temperature}")
+
+
 def validate(config: RunConfig) -> RunConfig:
     """The one pass over what types cannot say (ranges), run once at construction; one clear line on error.
 
@@ -309,6 +352,7 @@ def validate(config: RunConfig) -> RunConfig:
             raise ConfigError(f"{key} must be at least 0, got {value}")
     if not 0 < config.eval.promote_fraction <= 1:
         raise ConfigError(f"eval.promote_fraction must be in (0, 1], got {config.eval.promote_fraction}")
+    _check_search(config.proposer)
     if config.eval.racing_first_seeds < 2:
         raise ConfigError(f"eval.racing_first_seeds must be at least 2 (a paired test), got "
                           f"{config.eval.racing_first_seeds}")

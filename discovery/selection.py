@@ -63,6 +63,16 @@ def frontiers(archive: Archive, candidates: list[Candidate], beta: float) -> dic
 
 
 def make_selection(config: RunConfig) -> SelectionStrategy:
+    """TopKRecent, per island with `proposer.selection: islands`, plus the bandit's outcomes for proposer.models."""
     p = config.proposer
-    return TopKRecent(top_k=p.top_k, recent=p.recent, failures=p.failures)
+    strategy: SelectionStrategy = TopKRecent(top_k=p.top_k, recent=p.recent, failures=p.failures)
+    if p.selection == "islands":
+        from discovery.islands import Islands
+
+        strategy = Islands(strategy, p.islands, p.migrate_every)
+    if p.models:
+        from discovery.proposer.ensemble import WithOutcomes
+
+        strategy = WithOutcomes(strategy)
+    return strategy
 

@@ -175,6 +175,14 @@ class ArchiveQueries:
                         "COALESCE(SUM(completion_tokens), 0) AS c, COALESCE(SUM(cost_usd), 0) AS usd FROM llm_calls")[0]
         return Usage(calls=r["calls"], prompt_tokens=r["p"], completion_tokens=r["c"], cost_usd=float(r["usd"]))
 
+    def usage_by_model(self) -> dict[str, Usage]:
+        """LLM usage totals per model (several with `proposer.models`), in order of first call."""
+        found = self._query("SELECT model, COUNT(*) AS calls, COALESCE(SUM(prompt_tokens), 0) AS p, "
+                            "COALESCE(SUM(completion_tokens), 0) AS c, COALESCE(SUM(cost_usd), 0) AS usd "
+                            "FROM llm_calls GROUP BY model ORDER BY MIN(id)")
+        return {r["model"]: Usage(calls=r["calls"], prompt_tokens=r["p"], completion_tokens=r["c"],
+                                  cost_usd=float(r["usd"])) for r in found}
+
     def events(self, since: float | None = None, kind: str | None = None,
                candidate_id: int | None = None) -> list[Event]:
         """Events in time order (run start/end, proposals, status changes, evaluations, budget, errors)."""

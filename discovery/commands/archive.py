@@ -61,7 +61,7 @@ def list_command(args) -> int:
         raise DiscoveryError("--limit must be >= 0")
     with open_archive(args.run_dir) as archive:
         rows = [r for r in candidate_rows(archive) if args.status is None or r.status == args.status]
-        usage = archive.usage()
+        usage, per_model = archive.usage(), archive.usage_by_model()
         needs_reeval = archive.needs_reeval()
     rows = sort_rows(rows, args.sort, needs_reeval)[: args.limit]
     if args.json:
@@ -70,6 +70,9 @@ def list_command(args) -> int:
     title = (f"{args.run_dir}: {len(rows)} candidates, sorted by "
              f"{'rank (confirmed first, then lower confidence bound)' if args.sort == 'fitness' else 'proposal order'}; "
              f"LLM {usage.calls} calls, {usage.tokens} tokens, ${usage.cost_usd:.4f}")
+    if len(per_model) > 1:
+        title += "; per model: " + ", ".join(f"{m} {u.calls} calls, {u.tokens} tokens, ${u.cost_usd:.4f}"
+                                             for m, u in per_model.items())
     _console().print(list_table(rows, title))
     return 0
 

@@ -55,7 +55,7 @@ def report_context(archive: Archive, run_dir: str, curves: int, runner=None) -> 
         "run_dir": run_dir, "info": info, "version": __version__, "beta": beta,
         "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "started": _when(info.created_at) if info else "-", "ended": _when(info.ended_at) if info else "-",
-        "counts": _counts(rows), "usage": archive.usage(), "best": best,
+        "counts": _counts(rows), "usage": archive.usage(), "usage_by_model": archive.usage_by_model(), "best": best,
         "best_row": next((r for r in rows if best and r.id == best.id), None),
         "figures": {
             "progress": figures.progress(rows, objective),

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from discovery.candidate import Candidate
 from discovery.errors import DiscoveryError
 from discovery.inner_loop.task import TaskInfo
+from discovery.proposer.bandit import Outcome
 from discovery.proposer.novelty import KnownLoss
 
 
@@ -65,6 +66,8 @@ class ProposalContext:
     # every stored loss a proposal must differ from (see proposer.novelty); empty = no novelty check
     known_losses: list[KnownLoss] = field(default_factory=list)
     duplicate_distance: float = 0.0
+    # what each stored LLM proposal earned, for the bandit over proposer.models (see proposer.bandit)
+    outcomes: tuple[Outcome, ...] = ()
     # candidate id -> [(beta, mean fitness, mean KL)] where a beta sweep was measured (parents, DPO)
     frontiers: dict[int, list[tuple[float, float, float | None]]] = field(default_factory=dict)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import replace
 
-from discovery.config import ProposerConfig, RunConfig
+from discovery.config import ModelConfig, ProposerConfig, RunConfig
 from discovery.proposer.accounting import Ledger, PriceTable
 from discovery.proposer.base import Proposer, ProposerError, Validator
 from discovery.proposer.client import ChatClient
@@ -15,6 +16,42 @@ BACKENDS = ("llamacpp", "openai", "replay", "symbolic")
 
 
 def make_proposer(config: RunConfig, validator: Validator) -> Proposer:
+    """The configured proposer; `proposer.tune_constants` wraps an LLM one in the constant tuner."""
+    proposer = _make(config, validator)
+    p = config.proposer
+    if p.tune_constants and p.backend in ("llamacpp", "openai"):
+        from discovery.proposer.symbolic import SymbolicProposer
+        from discovery.proposer.tuning import TuningProposer
+
+        tuner = SymbolicProposer(validator, seed=p.seed, max_tries=1 + p.max_fix_attempts)
+        return TuningProposer(proposer, tuner, p.tune_constants)
+    return proposer
+
+
+def model_config(p: ProposerConfig, m: ModelConfig) -> ProposerConfig:
+    """The proposer settings of one model of `proposer.models` (what it leaves unset: the proposer's)."""
+    prices = {**p.prices, m.model: list(m.prices)} if m.prices else p.prices
+    return replace(p, backend=m.backend, model=m.model, base_url=m.base_url, api_key_env=m.api_key_env,
+                   prices=prices, temperature=p.temperature if m.temperature is None else m.temperature,
+                   max_tokens=m.max_tokens or p.max_tokens, n_threads=m.n_threads or p.n_threads, models=[])
+
+
+def _ensemble(config: RunConfig, validator: Validator, ledger: Ledger) -> Proposer:
+    from discovery.proposer.bandit import make_bandit
+    from discovery.proposer.ensemble import EnsembleProposer
+
+    arms: dict[str, Proposer] = {}
+    try:
+        for m in config.proposer.models:
+            arms[m.model] = _single(replace(config, proposer=model_config(config.proposer, m)), validator, ledger)
+    except BaseException:
+        for arm in arms.values():
+            arm.close()
+        raise
+    return EnsembleProposer(arms, make_bandit(config.proposer.bandit), ledger, seed=config.proposer.seed)
+
+
+def _make(config: RunConfig, validator: Validator) -> Proposer:
     p = config.proposer
     if p.backend == "replay":
         from discovery.proposer.replay import ReplayProposer
@@ -24,7 +61,14 @@ def make_proposer(config: RunConfig, validator: Validator) -> Proposer:
         from discovery.proposer.symbolic import SymbolicProposer
 
         return SymbolicProposer(validator, seed=p.seed, max_tries=1 + p.max_fix_attempts)
-    ledger = Ledger(config.budget.max_cost_usd, config.budget.max_tokens)
+    ledger = Ledger(config.budget.max_cost_usd, config.budget.max_tokens)  # one for all models: exact caps
+    if p.models:
+        return _ensemble(config, validator, ledger)
+    return _single(config, validator, ledger)
+
+
+def _single(config: RunConfig, validator: Validator, ledger: Ledger) -> Proposer:
+    p = config.proposer
     if p.backend == "openai":
         client = ChatClient(p.base_url, os.environ.get(p.api_key_env, ""), p.model, **_client_options(p))
         return LLMProposer(client, validator, p, ledger, PriceTable.build(p.prices), name="openai")
@@ -35,16 +79,18 @@ def make_proposer(config: RunConfig, validator: Validator) -> Proposer:
 
 def probe_endpoint(config: RunConfig) -> None:
     """A remote endpoint answers one token (seconds), or its one-line error stops the run before anything slow."""
-    p = config.proposer
-    if p.backend != "openai":
-        return
-    client = ChatClient(p.base_url, os.environ.get(p.api_key_env, ""), p.model, **_client_options(p))
-    try:
-        client.probe(timeout=min(30.0, p.timeout))
-    except ProposerError as exc:
-        raise ProposerError(f"the openai proposer does not answer: {exc}") from None
-    finally:
-        client.close()
+    every = [model_config(config.proposer, m) for m in config.proposer.models] or [config.proposer]
+    for p in every:
+        if p.backend != "openai":
+            continue
+        client = ChatClient(p.base_url, os.environ.get(p.api_key_env, ""), p.model, **_client_options(p))
+        named = f" ({p.model})" if config.proposer.models else ""
+        try:
+            client.probe(timeout=min(30.0, p.timeout))
+        except ProposerError as exc:
+            raise ProposerError(f"the openai proposer{named} does not answer: {exc}") from None
+        finally:
+            client.close()
 
 
 def _client_options(p: ProposerConfig, response_format: str | None = None) -> dict:

@@ -136,18 +136,25 @@ class SymbolicProposer(Proposer):
 
     def propose(self, context: ProposalContext) -> Proposal:
         pool = [c for c in (context.parents or [*context.top, *context.baselines, *context.recent]) if c.code]
+        return self._propose(context, lambda rng: self._draw(rng, pool), context.parents)
+
+    def tune(self, context: ProposalContext, parent: Candidate, label: str = "tune") -> Proposal:
+        """One variant of `parent` with perturbed constants (its child; INVALID when it has none to perturb)."""
+        return self._propose(context, lambda rng: self.perturb(rng, parent), [parent], label)
+
+    def _propose(self, context: ProposalContext, draw, parents: list[Candidate], label: str = "symbolic") -> Proposal:
         known = {c.code_hash for c in context.known()}
         with self._lock:
             seed = self._rng.randrange(2**31)
         rng = random.Random(seed)
         attempts: list[Attempt] = []
-        report, code, thought, name = None, "", "", "symbolic"
+        report, code, thought, name = None, "", "", label
         for index in range(self.max_tries * 3):
             try:
-                body, result, imports, thought = self._draw(rng, pool)
+                body, result, imports, thought = draw(rng)
             except (NotInlinable, SyntaxError):
                 continue
-            name = "symbolic_" + hashlib.sha1(f"{seed}:{index}:{thought}".encode()).hexdigest()[:6]
+            name = f"{label}_" + hashlib.sha1(f"{seed}:{index}:{thought}".encode()).hexdigest()[:6]
             code = assemble(name, body, result, imports)
             if code_hash(code) in known:
                 continue
@@ -161,7 +168,8 @@ class SymbolicProposer(Proposer):
         valid = bool(report is not None and report.valid)
         reason = "" if valid else (attempts[-1].reason if attempts else "no operator applied to the archive")
         candidate = candidate_from(
-            report, name=name, code=code, thought=f"symbolic: {thought} (seed {seed})", origin=Origin.SYMBOLIC,
-            parent_ids=tuple(c.id for c in context.parents if c.id is not None), generation=context.generation,
-            proposer=self.name, status=Status.PROPOSED if valid else Status.INVALID, reason=reason)
+            report, name=name, code=code, thought=f"{label}: {thought} (seed {seed})", origin=Origin.SYMBOLIC,
+            parent_ids=tuple(c.id for c in parents if c.id is not None), generation=context.generation,
+            proposer=self.name if label == "symbolic" else label, status=Status.PROPOSED if valid else Status.INVALID,
+            reason=reason)
         return Proposal(candidate=candidate, attempts=attempts, report=report)
