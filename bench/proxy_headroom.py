@@ -12,6 +12,7 @@ Results are cached per (task, train config, code, beta, seed) in --cache, so an 
     python bench/proxy_headroom.py                                  # 18 losses x 4 betas x 10 seeds
     python bench/proxy_headroom.py --losses dpo cdpo slic --seeds 1000 1001 1002 --betas 0.1 0.2
     python bench/proxy_headroom.py --set task.options.label_noise=0.2 --markdown out.md
+    python bench/proxy_headroom.py --losses dpo nca_pair --extra bench/losses/dpop.py --set task.options.edit_pairs=0.5
 """
 
 from __future__ import annotations
@@ -129,25 +130,55 @@ def markdown(rows: list[dict], betas, seeds, argv: list[str], load: tuple, wall:
     return "\n".join(lines) + "\n"
 
 
+def time_in_process(config, repeats: int) -> list[float]:
+    """Seconds per candidate-seed (train + score) of DPO at train.beta, in this process on one thread, with no
+    executor overhead: the cost on one core (run it when the machine is idle; the load is printed with it)."""
+    import torch
+
+    from discovery.inner_loop.task import Fidelity, get_task
+    from discovery.sandbox.loader import load_loss
+
+    task = get_task(config)
+    task.prepare(None)
+    torch.set_num_threads(1)
+    loss_fn = load_loss(library.get("dpo").code)  # library code is ours (trusted): no sandbox needed
+    out = []
+    for seed in range(repeats):
+        r = task.evaluate_fn(loss_fn, seed, Fidelity())
+        out.append(r.seconds)
+    return out
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     from discovery.config import load_config
 
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--losses", nargs="+", default=library.names(), help="library losses (dpo is always added)")
+    p.add_argument("--extra", nargs="+", default=[], type=Path, metavar="FILE",
+                   help="losses outside the library, one source file each, named by the file (bench/losses/)")
     p.add_argument("--betas", type=float, nargs="+", default=GRID)
     p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     p.add_argument("--cache", type=Path, default=REPO / "bench/results/headroom/cache.json")
     p.add_argument("--markdown", type=Path, help="also write the table here")
+    p.add_argument("--time", type=int, default=0, metavar="N",
+                   help="only time N in-process DPO candidate-seeds on one core (prints s/seed and load)")
     opts = p.parse_args(argv)
     config = load_config(None, [f"executor.workers={opts.workers}", *opts.set])
+    if opts.time:
+        before = os.getloadavg()
+        secs = time_in_process(config, opts.time)
+        print(f"s/candidate-seed on one core (DPO, in-process, {len(secs)} seeds): "
+              f"{', '.join(f'{x:.2f}' for x in secs)}; mean {sum(secs) / len(secs):.2f}; load average before "
+              f"{before[0]:.1f}/{before[1]:.1f}/{before[2]:.1f}, after {os.getloadavg()[0]:.1f}")
+        return []
     names = ["dpo", *[n for n in opts.losses if n != "dpo"]]
     unknown = sorted(set(names) - set(library.names()))
     if unknown:
         p.error(f"unknown library loss {', '.join(unknown)}")
-    losses = {n: library.get(n).code for n in names}
+    losses = {n: library.get(n).code for n in names} | {f.stem: f.read_text() for f in opts.extra}
     start = time.perf_counter()
     cache = run_jobs(config, losses, opts.betas, opts.seeds, opts.cache)
     rows = table(config, losses, opts.betas, opts.seeds, cache)

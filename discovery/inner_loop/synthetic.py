@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -69,9 +69,9 @@ class SyntheticTask(Task):
         return TaskInfo(self.name, DESCRIPTION, FITNESS, self.config.train.beta, "cheap")
 
     def cache_key(self) -> str:
-        from discovery.inner_loop.synthetic_build import BUILD_VERSION
+        from discovery.inner_loop.synthetic_build import BUILD_VERSION, key_options
 
-        blob = json.dumps({"options": asdict(self.options), "version": BUILD_VERSION}, sort_keys=True)
+        blob = json.dumps({"options": key_options(self.options), "version": BUILD_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @cached_property

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from discovery.config import build_dataclass
+from discovery.errors import ConfigError
 from discovery.inner_loop.language import TrueLanguage
 from discovery.inner_loop.scoring import N_SPECIAL, sample
 from discovery.inner_loop.task import ProgressFn
@@ -42,10 +43,34 @@ class SyntheticOptions:
     bt_temperature: float = 0.1  # Bradley-Terry: P(a > b) = sigmoid((r_a - r_b) / T)
     label_noise: float = 0.1  # extra probability of flipping a label
     seed: int = 0
+    # Low-edit-distance pairs (likelihood displacement, Pal et al. 2024 arXiv:2402.13228): this share of pairs
+    # compares a completion with itself, `edit_words` words replaced by other random words (their MetaMath
+    # pairs corrupt one intermediate result of the reference solution); that completion is the best of
+    # `edit_best_of` reference samples by gold reward (a curated answer; 1 = one sample). Added after build 2:
+    # in the cache key only when set.
+    edit_pairs: float = 0.0
+    edit_words: int = 1
+    edit_best_of: int = 1
 
     @classmethod
     def from_dict(cls, options: dict) -> SyntheticOptions:
-        return build_dataclass(cls, options, "task.options")
+        opts = build_dataclass(cls, options, "task.options")
+        if (not 0.0 <= opts.edit_pairs <= 1.0 or not 1 <= opts.edit_words <= opts.completion_len
+                or opts.edit_best_of < 1):
+            raise ConfigError(f"task.options: edit_pairs must be in [0, 1] (got {opts.edit_pairs}), edit_words in "
+                              f"[1, completion_len = {opts.completion_len}] (got {opts.edit_words}) and "
+                              f"edit_best_of >= 1 (got {opts.edit_best_of})")
+        return opts
+
+
+LATE_OPTIONS = ("edit_pairs", "edit_words", "edit_best_of")  # options added after build 2: keyed only when not at their default
+
+
+def key_options(opts: SyntheticOptions) -> dict:
+    """The options that make the cache key: an option added later counts only when set, so the key of every
+    task built before it (the default included) stays the same."""
+    defaults = asdict(SyntheticOptions())
+    return {k: v for k, v in asdict(opts).items() if k not in LATE_OPTIONS or v != defaults[k]}
 
 
 def words(opts: SyntheticOptions) -> list[str]:
@@ -89,6 +114,10 @@ def make_pairs(opts: SyntheticOptions, language: TrueLanguage, model, n: int, se
     a, _ = sample(model, prompts, opts.completion_len, g)
     b, _ = sample(model, prompts, opts.completion_len, g)
     last = prompt_words[:, -1]
+    if opts.edit_pairs > 0:
+        edit = (torch.rand(n, generator=g) < opts.edit_pairs)[:, None]
+        base = a if opts.edit_best_of == 1 else best_of(opts, language, model, prompts, g)
+        a, b = torch.where(edit, base, a), torch.where(edit, edited(base, opts, g), b)
     ra, rb = language.gold_reward(last, a - N_SPECIAL), language.gold_reward(last, b - N_SPECIAL)
     a_wins = torch.rand(n, generator=g) < torch.sigmoid((ra - rb) / opts.bt_temperature)
     a_wins ^= torch.rand(n, generator=g) < opts.label_noise
@@ -98,6 +127,23 @@ def make_pairs(opts: SyntheticOptions, language: TrueLanguage, model, n: int, se
         "prompt_ids": prompts.tolist(), "chosen_ids": chosen.tolist(), "rejected_ids": rejected.tolist(),
         "gold_chosen": torch.where(a_wins, ra, rb).tolist(), "gold_rejected": torch.where(a_wins, rb, ra).tolist(),
     }
+
+
+def best_of(opts: SyntheticOptions, language: TrueLanguage, model, prompts: torch.Tensor, g: torch.Generator):
+    """Per prompt, the best of `opts.edit_best_of` reference samples by gold reward (token ids)."""
+    draws = torch.stack([sample(model, prompts, opts.completion_len, g)[0] for _ in range(opts.edit_best_of)])
+    last = prompts[:, -1] - N_SPECIAL
+    gold = torch.stack([language.gold_reward(last, d - N_SPECIAL) for d in draws])  # (k, n)
+    return draws[gold.argmax(dim=0), torch.arange(len(prompts))]
+
+
+def edited(completions: torch.Tensor, opts: SyntheticOptions, g: torch.Generator) -> torch.Tensor:
+    """Each row with `opts.edit_words` distinct positions replaced by a different, uniformly drawn word."""
+    n, length = completions.shape
+    where = torch.rand(n, length, generator=g).argsort(dim=1)[:, :opts.edit_words]
+    shift = torch.randint(1, opts.vocab, (n, opts.edit_words), generator=g)
+    words_ = completions.gather(1, where) - N_SPECIAL
+    return completions.clone().scatter_(1, where, (words_ + shift) % opts.vocab + N_SPECIAL)
 
 
 def label_stats(opts: SyntheticOptions, gold_chosen, gold_rejected) -> dict[str, float]:
@@ -137,6 +183,8 @@ def build(opts: SyntheticOptions, target: Path, progress: ProgressFn | None = No
         _stage(progress, f"pairs:{name}", i / len(splits))
         pairs = make_pairs(opts, language, model, n, seed)
         labels[name] = label_stats(opts, pairs["gold_chosen"], pairs["gold_rejected"])
+        differ = torch.tensor(pairs["chosen_ids"]) != torch.tensor(pairs["rejected_ids"])
+        labels[name]["mean_edit_distance"] = differ.sum(dim=1).float().mean().item()  # words that differ
         ds = add_reference_logps(model, Dataset.from_dict(pairs), tokenizer.pad_token_id, batch_size=256)
         ds.save_to_disk(str(tmp / name))
     meta = {"options": asdict(opts), "version": BUILD_VERSION, "sft_final_loss": sft_loss, "labels": labels}
