@@ -142,6 +142,16 @@ def test_the_cost_cap_counts_every_model_together(tmp_path):
     assert sum(u.calls for u in per_model.values()) == 3 and set(per_model) == {"good", "other"}
 
 
+def test_the_start_up_check_asks_each_model_and_loads_no_unused_local_model():
+    from discovery.commands.run import check_proposer
+
+    with ScriptedOpenAIServer(model="good") as g, ScriptedOpenAIServer(model="other") as o:
+        cfg = from_dict({"proposer": {"models": [{"model": "good", "base_url": g.base_url},  # backend: llamacpp
+                                                 {"model": "other", "base_url": o.base_url}]}})
+        check_proposer(cfg)  # the default llamacpp model is not looked for: no model of the list is local
+        assert len(g.probes) == 1 and len(o.probes) == 1 and not g.chat_requests
+
+
 def test_models_are_checked_when_the_config_is_built():
     with pytest.raises(ConfigError, match=r"proposer.models\[1\].model"):
         config(1, models=[{"model": "a"}, {"model": "a"}])

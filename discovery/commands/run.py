@@ -105,12 +105,14 @@ def check(config: RunConfig) -> None:
 
 def check_proposer(config: RunConfig) -> None:
     """The embedded model must be at hand before the slow start-up (task, workers) begins."""
-    if config.proposer.backend == "llamacpp":
-        from discovery.proposer.llamacpp_server import ensure_llama_cpp, resolve_model
+    from discovery.proposer.factory import llm_configs, probe_endpoint
 
-        ensure_llama_cpp()
-        resolve_model(config.proposer.model)  # a local file, or downloaded once into the hub cache
-    from discovery.proposer.factory import probe_endpoint
+    for p in llm_configs(config.proposer):  # the proposer, or each model of proposer.models
+        if p.backend == "llamacpp":
+            from discovery.proposer.llamacpp_server import ensure_llama_cpp, resolve_model
+
+            ensure_llama_cpp()
+            resolve_model(p.model)  # a local file, or downloaded once into the hub cache
 
     probe_endpoint(config)  # a remote LLM answers one token now, or the run stops here with one line
 
@@ -185,7 +187,7 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, progress, announce,
     from discovery.executors.plan import heldout_instances, instance_config
     from discovery.inner_loop.task import get_task
     from discovery.loop import DiscoveryLoop
-    from discovery.proposer.factory import make_proposer
+    from discovery.proposer.factory import llm_configs, make_proposer
     from discovery.sandbox import validate
     from discovery.sandbox.isolation import IsolatedRunner
     from discovery.selection import make_selection
@@ -211,7 +213,7 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, progress, announce,
                         batch_sizes=(config.train.per_device_train_batch_size,))
 
     proposer = stack.enter_context(make_proposer(config, validator))
-    if config.proposer.backend == "llamacpp":  # fail fast: one token now, not an error after the baselines
+    if any(p.backend == "llamacpp" for p in llm_configs(config.proposer)):  # fail fast: one token now
         announce(f"proposer {config.proposer.backend}: checking that the LLM answers...")
         proposer.probe()
     cache = BaselineCache(default_root(config.task.cache_dir), config.task.name, task.cache_key(),

@@ -77,10 +77,14 @@ def _single(config: RunConfig, validator: Validator, ledger: Ledger) -> Proposer
     raise ProposerError(f"unknown proposer.backend '{p.backend}'; available: {', '.join(BACKENDS)}")
 
 
+def llm_configs(p: ProposerConfig) -> list[ProposerConfig]:
+    """The settings of each LLM the run talks to: every model of `proposer.models`, else the proposer's own."""
+    return [model_config(p, m) for m in p.models] or [p]
+
+
 def probe_endpoint(config: RunConfig) -> None:
     """A remote endpoint answers one token (seconds), or its one-line error stops the run before anything slow."""
-    every = [model_config(config.proposer, m) for m in config.proposer.models] or [config.proposer]
-    for p in every:
+    for p in llm_configs(config.proposer):
         if p.backend != "openai":
             continue
         client = ChatClient(p.base_url, os.environ.get(p.api_key_env, ""), p.model, **_client_options(p))
