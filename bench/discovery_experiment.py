@@ -120,7 +120,14 @@ def _count(x: float) -> str:
 # ---------------------------------------------------------------- runs (one `discovery run` per arm-seed)
 
 
+# the LLM arm with one switch of the search on (docs/proposers.md#the-search-islands-constant-tuning-several-llms)
+SEARCH_ARMS = {"hybrid": ["--set", "proposer.tune_constants=2"],
+               "islands": ["--set", "proposer.selection=islands", "--set", "proposer.islands=2"]}
+
+
 def arm_args(name: str, opts) -> list[str]:
+    if name in SEARCH_ARMS:
+        return [*arm_args("llm", opts), *SEARCH_ARMS[name]]
     if name == "llm":
         if not opts.gguf:
             raise SystemExit("discovery_experiment: the llm arm needs --gguf PATH (a local GGUF model)")
@@ -132,7 +139,7 @@ def arm_args(name: str, opts) -> list[str]:
         if not opts.replay_dir:
             raise SystemExit("discovery_experiment: the replay arm needs --replay-dir DIR")
         return ["--proposer", "replay", "--set", f"proposer.replay_dir={opts.replay_dir}"]
-    raise SystemExit(f"discovery_experiment: unknown arm '{name}' (llm, symbolic, replay)")
+    raise SystemExit(f"discovery_experiment: unknown arm '{name}' (llm, {', '.join(SEARCH_ARMS)}, symbolic, replay)")
 
 
 def run_state(run_dir: Path, proposals: int) -> str:
@@ -376,7 +383,7 @@ def _z(c: dict | None) -> str:
 def parse(argv: list[str] | None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--gguf", help="local GGUF of the embedded llama.cpp proposer (the llm arm)")
-    p.add_argument("--arms", nargs="+", default=["llm", "symbolic"], help="llm, symbolic, replay")
+    p.add_argument("--arms", nargs="+", default=["llm", "symbolic"], help="llm, hybrid, islands, symbolic, replay")
     p.add_argument("--seeds", type=int, default=3, help="independent loop seeds (proposer.seed 0..S-1)")
     p.add_argument("--proposals", type=int, default=30, help="proposals per run")
     p.add_argument("--fresh-seeds", type=int, default=5, help="fresh seeds for the re-evaluation")
