@@ -36,16 +36,26 @@ class CallTimeout(Exception):
 @contextmanager
 def time_limit(seconds: float):
     """Interrupt a Python-level endless loop in the candidate after `seconds` (SIGALRM, child only)."""
-    def _raise(signum, frame):
-        raise CallTimeout()
-
-    previous = signal.signal(signal.SIGALRM, _raise)
+    previous = None
+    if not _ALARM:  # installed once per process: two syscalls less on each of the ~100 calls of a check
+        previous = signal.signal(signal.SIGALRM, _raise_timeout)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        if previous is not None:
+            if previous in (signal.SIG_DFL, signal.SIG_IGN, None):
+                _ALARM.append(True)  # nobody else used SIGALRM: keep ours (harmless without a timer)
+            else:
+                signal.signal(signal.SIGALRM, previous)
+
+
+_ALARM: list[bool] = []
+
+
+def _raise_timeout(signum, frame):
+    raise CallTimeout()
 
 
 def candidate_line(exc: BaseException) -> int | None:
@@ -53,10 +63,31 @@ def candidate_line(exc: BaseException) -> int | None:
     return frames[-1].lineno if frames else None
 
 
+_MADE: dict[tuple, list[torch.Tensor]] = {}  # deterministic inputs, built once per process (warm server)
+
+
+def _fresh(key: tuple, build: Callable[[], list[torch.Tensor]], grad: bool) -> list[torch.Tensor]:
+    """Copies of the cached inputs for `key` (a candidate may edit its own copies, never the cache)."""
+    made = _MADE.get(key)
+    if made is None:
+        made = _MADE[key] = [t.detach() for t in build()]
+        if len(_MADE) > 512:
+            _MADE.pop(next(iter(_MADE)))
+    tensors = [t.clone() for t in made]
+    for t in tensors[:2]:
+        t.requires_grad_(grad)
+    return tensors
+
+
 def make_inputs(margins, beta: float, dtype=torch.float32, grad: bool = True, seed: int = 0,
                 shift: float = 0.0) -> tuple[list[torch.Tensor], float]:
     """Realistic summed log-probs in LOGP_RANGE whose margins are exactly `margins`."""
     margins = torch.as_tensor(margins, dtype=torch.float64)
+    key = ("grid", tuple(margins.tolist()), dtype, seed, float(shift))
+    return _fresh(key, lambda: _build_inputs(margins, dtype, seed, shift), grad), beta
+
+
+def _build_inputs(margins: torch.Tensor, dtype, seed: int, shift: float) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     low, high = LOGP_RANGE[0] + 25, LOGP_RANGE[1] - 25
     ref_c = torch.empty(len(margins), dtype=torch.float64).uniform_(low, high, generator=gen) + shift
@@ -64,10 +95,7 @@ def make_inputs(margins, beta: float, dtype=torch.float32, grad: bool = True, se
     drift = torch.empty(len(margins), dtype=torch.float64).uniform_(-3, 3, generator=gen)
     pol_c = ref_c + drift + margins / 2
     pol_r = ref_r + drift - margins / 2
-    tensors = [t.to(dtype) for t in (pol_c, pol_r, ref_c, ref_r)]
-    for t in tensors[:2]:
-        t.requires_grad_(grad)
-    return tensors, beta
+    return [t.to(dtype) for t in (pol_c, pol_r, ref_c, ref_r)]
 
 
 REGIMES = ("checks", "start", "late")
@@ -82,6 +110,10 @@ def make_regime(regime: str, n: int, beta: float, seed: int, grad: bool = True, 
     check grid (`make_inputs`, margins -12..12)."""
     if regime == "checks":
         return make_inputs(torch.linspace(-12, 12, n), beta, dtype, grad, seed)[0]
+    return _fresh((regime, n, dtype, seed), lambda: _build_regime(regime, n, dtype, seed), grad)
+
+
+def _build_regime(regime: str, n: int, dtype, seed: int) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
 
     def uniform(low, high):
@@ -93,10 +125,7 @@ def make_regime(regime: str, n: int, beta: float, seed: int, grad: bool = True, 
     else:
         pol_c = (ref_c + uniform(-5.0, 40.0)).clamp(max=-0.01)
         pol_r = ref_r - uniform(-5.0, 60.0)
-    tensors = [t.to(dtype) for t in (pol_c, pol_r, ref_c, ref_r)]
-    for t in tensors[:2]:
-        t.requires_grad_(grad)
-    return tensors
+    return [t.to(dtype) for t in (pol_c, pol_r, ref_c, ref_r)]
 
 
 def call(fn: Callable, inputs: list[torch.Tensor], beta: float, seconds: float):
@@ -164,18 +193,18 @@ def check_finite_and_gradients(fn: Callable, seconds: float) -> None:
     """Finite loss and gradients on the realistic grid; gradients exist and are not all zero."""
     margins = torch.linspace(*MARGIN_RANGE, 64)
     nonzero = [False, False]
-    batches = []
-    for beta in BETAS:
-        batches.append((make_inputs(margins, beta, seed=int(beta * 1000))[0], beta, None))
-        training = [make_regime(r, 16, beta, seed=int(beta * 1000) + i) for i, r in enumerate(REGIMES[1:])]
-        batches.append(([torch.cat(ts).detach().requires_grad_(i < 2) for i, ts in enumerate(zip(*training, strict=True))],
-                        beta, "training-like inputs (log-probs -300..-1, policy at the reference or far from it)"))
-    for inputs, beta, where in batches:
+    grid = len(margins)
+    for beta in BETAS:  # one batch per beta: the grid, then 16 pairs from each of training's ranges
+        parts = [make_inputs(margins, beta, seed=int(beta * 1000))[0]]
+        parts += [make_regime(r, 16, beta, seed=int(beta * 1000) + i) for i, r in enumerate(REGIMES[1:])]
+        inputs = [torch.cat(ts).detach().requires_grad_(i < 2) for i, ts in enumerate(zip(*parts, strict=True))]
         out = check_output(call(fn, inputs, beta, seconds), inputs[0].shape[0])
         if not torch.isfinite(out).all():
-            if where is None:
-                bad = [round(m, 2) for m in margins[~torch.isfinite(out.detach())][:3].tolist()]
-                where = f"margins {bad} (log-probs in {LOGP_RANGE})"
+            bad = ~torch.isfinite(out.detach())
+            if bad[:grid].any():
+                where = f"margins {[round(m, 2) for m in margins[bad[:grid]][:3].tolist()]} (log-probs in {LOGP_RANGE})"
+            else:
+                where = "training-like inputs (log-probs -300..-1, policy at the reference or far from it)"
             raise CheckFailure("finite", f"the loss is NaN or Inf at beta={beta:g}, {where}; "
                                "keep it finite (e.g. logsigmoid, clamp)")
         if not out.requires_grad:

@@ -32,6 +32,7 @@ STATS_RTOL = 0.05  # batch-statistic losses: tolerance relative to the largest p
 STATS_ATOL = 1e-4
 BASE = (("checks", 3), ("start", 3), ("late", 2))  # the 8 watched pairs: the check grid and training's ranges
 FILLERS = ("checks", "start", "late")  # what surrounds them, in turn
+ALONE = (0, 3, 6)  # one watched pair of each range also computed alone (B=1)
 
 
 class Inconsistent(Exception):
@@ -90,13 +91,9 @@ def embedded(base, size: int, beta: float, turn: int, grad: bool = True):
     n = base[0].shape[0]
     filler = make_regime(FILLERS[turn % len(FILLERS)], size - n, beta, seed=size + turn, grad=False)
     order = torch.randperm(size)
-    index = order[:n]
-    tensors = []
-    for i, (b, f) in enumerate(zip(base, filler, strict=True)):
-        t = torch.empty(size, dtype=b.dtype)
-        t[index] = b.detach()
-        t[order[n:]] = f
-        tensors.append(t.requires_grad_(grad and i < 2))
+    index = torch.argsort(order)[:n]  # base pair j lands where order == j
+    tensors = [torch.cat([b.detach(), f])[order].requires_grad_(grad and i < 2)
+               for i, (b, f) in enumerate(zip(base, filler, strict=True))]
     return tensors, index
 
 
@@ -113,9 +110,9 @@ def check_consistent(fn: Callable, make_inputs: Callable, call: Callable, sizes:
     ranges), embedded among pairs of every regime, at random places."""
     beta = 0.1
     base = base_pairs(beta)
-    n = base[0].shape[0]
-    alone = torch.cat([_first(call(fn, [t[i:i + 1].detach() for t in base], beta), 1) for i in range(n)])
-    independent = True
+    alone = torch.cat([_first(call(fn, [t[i:i + 1].detach() for t in base], beta), 1) for i in ALONE])
+    own = _first(call(fn, base, beta), 8)  # the 8 on their own (B=8): the reference at every other size
+    independent = close(own[list(ALONE)], alone)
     sizes = check_sizes(sizes)
     for turn, size in enumerate(sizes):
         batch, index = embedded(base, size, beta, turn)
@@ -124,7 +121,7 @@ def check_consistent(fn: Callable, make_inputs: Callable, call: Callable, sizes:
         if not close(with_grad, without):
             raise Inconsistent("grad-mode", f"at B={size} the loss differs with and without gradients; "
                                "a loss may not depend on whether it is being trained")
-        independent = independent and close(with_grad, alone)
+        independent = independent and close(with_grad, own)
     if not independent:
         batch_statistics_only(fn, base, beta, call, sizes)
 
@@ -146,16 +143,20 @@ def batch_statistics_only(fn: Callable, base, beta: float, call: Callable, sizes
     is duplicated) and batches of copies of one pair leave each pair's loss (nearly) unchanged, at every
     checked size (copies of the batch where the size is a multiple of 8)."""
     first = _first(call(fn, base, beta), 8)
-    for k in sorted({size // 8 for size in sizes if size % 8 == 0 and size > 8}):
-        for name, tiled in (("copied", _tile(base, k)), ("copied (not exactly)", jittered(base, k, seed=k))):
+    ks = sorted({size // 8 for size in sizes if size % 8 == 0 and size > 8})
+    for k in ks:
+        copies = [("copied", _tile(base, k))]
+        if k in (ks[0], ks[-1]):  # no exact duplicates: a loss may not tell copies from other pairs
+            copies.append(("copied (not exactly)", jittered(base, k, seed=k)))
+        for name, tiled in copies:
             if not stats_close(first, _first(call(fn, tiled, beta), 8)):
                 raise Inconsistent("batch-size", f"the same 8 pairs get different losses at B=8 and when the "
                                    f"batch is {name} to B={8 * k}; a loss may depend on its batch only through "
                                    "batch statistics (e.g. `.mean()`, not `.sum()` or the batch size)")
-    for i in (0, 3, 7):
+    for i in ALONE:
         pair = [t[i:i + 1].detach() for t in base]
         single = _first(call(fn, pair, beta), 1)
-        for size in sizes:
+        for size in sizes if i == 0 else (sizes[0], sizes[-1]):
             copies = _first(call(fn, _tile(pair, size), beta), size)
             if not stats_close(single.expand(size), copies):
                 raise Inconsistent("batch-size", f"a batch of {size} copies of one pair gives it a different "
@@ -211,10 +212,13 @@ def batch_independent(fn: Callable, make_inputs: Callable | None = None) -> bool
     beta = 0.1
     base = base_pairs(beta, grad=False)
     with torch.no_grad():
-        alone = torch.cat([_first(fn(*[t[i:i + 1] for t in base], beta), 1) for i in range(base[0].shape[0])])
+        alone = torch.cat([_first(fn(*[t[i:i + 1] for t in base], beta), 1) for i in ALONE])
+        own = _first(fn(*base, beta), 8)
+        if not close(own[list(ALONE)], alone):
+            return False
         for turn, size in enumerate(check_sizes()):
             batch, index = embedded(base, size, beta, turn, grad=False)
-            if not close(_pick(fn(*batch, beta), index), alone):
+            if not close(_pick(fn(*batch, beta), index), own):
                 return False
     return True
 

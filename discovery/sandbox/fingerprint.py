@@ -30,14 +30,17 @@ def probe(fn: Callable) -> tuple[list[float], list[float]]:
         # training's ranges: a loss that is another function there is another loss
         batches += [make_regime(regime, REGIME_PAIRS, beta, seed=30 + i, dtype=torch.float64)
                     for i, regime in enumerate(("start", "late"))]
-        for i, inputs in enumerate(batches):
-            out = fn(*inputs, beta)
-            g_c, g_r = torch.autograd.grad(out.sum(), inputs[:2], allow_unused=True)
-            g_c = torch.zeros_like(inputs[0]) if g_c is None else g_c
-            g_r = torch.zeros_like(inputs[1]) if g_r is None else g_r
-            hashed += out.detach().double().tolist() + g_c.tolist() + g_r.tolist()
+        sizes = [b[0].shape[0] for b in batches]
+        inputs = [torch.cat(ts).detach().requires_grad_(k < 2) for k, ts in enumerate(zip(*batches, strict=True))]
+        out = fn(*inputs, beta)  # one call per beta (one batch of all probes): the probe's cost is per call
+        g_c, g_r = torch.autograd.grad(out.sum(), inputs[:2], allow_unused=True)
+        g_c = torch.zeros_like(inputs[0]) if g_c is None else g_c
+        g_r = torch.zeros_like(inputs[1]) if g_r is None else g_r
+        parts = [torch.split(t.detach().double().reshape(-1), sizes) for t in (out, g_c, g_r)]
+        for i, (o, c, r) in enumerate(zip(*parts, strict=True)):
+            hashed += o.tolist() + c.tolist() + r.tolist()
             if i == 0:
-                grads += g_c.tolist() + g_r.tolist()
+                grads += c.tolist() + r.tolist()
     return hashed, grads
 
 
