@@ -133,24 +133,25 @@ class DiscoveryLoop:
     def _seed_baselines(self) -> None:
         stored = {c.name: c for c in self.archive.candidates(origin=Origin.LIBRARY)}
         for name in self.config.eval.baselines:
-            loss = library.get(name)
+            library.get(name)  # a name the library lacks is an error, on resume too
             if name in stored:
                 cid = stored[name].id
             else:
-                baseline = Candidate(name=name, code=loss.code, thought=loss.description, origin=Origin.LIBRARY,
-                                     proposer="library", status=Status.QUEUED, latex=loss.latex)
-                probes = self._fingerprint_baseline(baseline)
+                baseline, probes = self._baseline(name)
                 cid = self.archive.add_candidate(baseline, probe_values=probes, stage="baseline")
             self.baseline_ids.add(cid)
             if self.archive.candidate(cid).status in ACTIVE:
                 self._enter_stage(cid, "baseline")
 
-    def _fingerprint_baseline(self, baseline: Candidate) -> list[float]:
-        if self.validator is None:
-            return []
-        report = self.validator(baseline.code)
-        baseline.fingerprint, baseline.sympy = report.fingerprint, report.sympy
-        return list(report.probe_values or [])
+    def _baseline(self, name: str) -> tuple[Candidate, list[float]]:
+        """The library loss `name` as a queued candidate, fingerprinted (with its probe values) when there is a
+        validator."""
+        loss = library.get(name)
+        report = self.validator(loss.code) if self.validator is not None else None
+        baseline = Candidate(name=name, code=loss.code, thought=loss.description, origin=Origin.LIBRARY,
+                             proposer="library", status=Status.QUEUED, latex=loss.latex,
+                             fingerprint=report.fingerprint if report else None, sympy=report.sympy if report else None)
+        return baseline, list(report.probe_values or []) if report else []
 
     def _requeue_unfinished(self) -> None:
         for c in self.archive.candidates():
@@ -204,10 +205,10 @@ class DiscoveryLoop:
             original, why = duplicate_of(self._known_losses(), c.fingerprint, c.code_hash, probes,
                                          self.config.eval.duplicate_distance)
             if original is not None:
-                c.status, c.duplicate_of = Status.DUPLICATE, original.id
-                c.reason = f"behaves like #{original.id} {original.name} ({why})"
+                c = c.with_status(Status.DUPLICATE, f"behaves like #{original.id} {original.name} ({why})",
+                                  duplicate_of=original.id)
             else:
-                c.status = Status.QUEUED
+                c = c.with_status(Status.QUEUED, c.reason)
         stage = first_stage(self.config) if c.status == Status.QUEUED else ""
         cid = self.archive.add_candidate(c, calls=proposal.calls, probe_values=probes, stage=stage)
         self._log(f"stored #{cid} {c.name}: {c.status}" + (f" ({c.reason})" if c.reason else ""))

@@ -8,6 +8,7 @@ With `validated=True` each valid loss goes through the real sandbox `validate()`
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 from discovery import library
@@ -55,14 +56,12 @@ def _evaluate(archive: Archive, cid: int, base: float, spread: list[float], fide
 
 def _validated(c: Candidate, validated: bool) -> tuple[Candidate, list[float]]:
     if not validated:
-        c.sympy, c.latex, c.fingerprint = f"{c.name}(rho)", rf"\mathrm{{{c.name}}}(\rho)", f"fp-{c.name}"
-        return c, []
+        return replace(c, sympy=f"{c.name}(rho)", latex=rf"\mathrm{{{c.name}}}(\rho)", fingerprint=f"fp-{c.name}"), []
     from discovery.sandbox import validate
 
     report = validate(c.code)
     assert report.valid, report.summary()
-    c.fingerprint, c.sympy, c.latex, c.diagnostics = report.fingerprint, report.sympy, report.latex, report.diagnostics
-    return c, report.probe_values
+    return c.with_validation(report), report.probe_values
 
 
 def build_archive(run_dir: Path, validated: bool = False, finish: bool = True) -> dict[str, int]:

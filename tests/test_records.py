@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from discovery.candidate import EvalResult, Fitness, Origin, Status
+from discovery.candidate import Candidate, EvalResult, Fitness, Origin, Status
 from discovery.paths import cache_root
-from discovery.proposer.base import LLMCall, candidate_from
-from discovery.sandbox.validation import ValidationReport
+from discovery.proposer.base import Attempt, LLMCall, Proposal, ProposalContext, candidate_from
+from discovery.sandbox.validation import CheckError, ValidationReport
 from discovery.stats import fitness_of, fitness_text
 
 PACKAGE = Path(__file__).resolve().parents[1] / "discovery"
@@ -33,12 +33,133 @@ def test_fitness_is_written_one_way(values, text):
     assert fitness_text(0.25, None, None, 0) == "0.2500 (n=0, no CI)"  # a JSON row without an interval
 
 
-def test_llm_calls_and_validation_reports_are_frozen():
-    call = LLMCall(model="m", prompt_hash="h", prompt_tokens=1, completion_tokens=2, latency_s=0.1, cost_usd=0.0)
-    report = ValidationReport(valid=True, fingerprint="fp")
-    for record, name in ((call, "cost_usd"), (report, "valid")):
+def _call(cost: float = 0.0) -> LLMCall:
+    return LLMCall(model="m", prompt_hash="h", prompt_tokens=1, completion_tokens=2, latency_s=0.1, cost_usd=cost)
+
+
+def test_every_record_that_crosses_a_boundary_is_frozen():
+    candidate = Candidate(name="x", code="def x(): ...")
+    attempt = Attempt(index=0, kind="propose", prompt_hash="h", reply="r", verdict="valid", edits=["added import"])
+    records = [(_call(), "cost_usd"), (ValidationReport(valid=True, fingerprint="fp"), "valid"),
+               (CheckError("static", "no"), "message"), (candidate, "status"), (candidate, "fitness"),
+               (EvalResult(seed=0, fitness=0.5), "fitness"), (attempt, "reason"),
+               (Proposal(candidate, calls=[_call()], attempts=[attempt]), "candidate"),
+               (ProposalContext(task=None), "parents")]  # type: ignore[arg-type]
+    for record, name in records:
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(record, name, None)
+    assert attempt.edits == ("added import",) and attempt.to_dict()["edits"] == ["added import"]
+
+
+def test_a_proposal_keeps_what_its_proposer_built_even_if_the_proposer_goes_on_changing_its_lists():
+    calls, attempts = [_call(0.01)], [Attempt(index=0, kind="propose", prompt_hash="h", reply="", verdict="valid")]
+    proposal = Proposal(Candidate(name="x", code="c"), calls=calls, attempts=attempts)
+    calls.append(_call(1.0))
+    attempts.clear()
+    assert proposal.calls == (_call(0.01),) and len(proposal.attempts) == 1
+
+
+def test_each_change_of_a_candidate_is_a_new_record_and_the_old_one_is_unchanged():
+    report = ValidationReport(valid=True, fingerprint="fp", sympy="a - b", latex="a-b", diagnostics={"g": [1.0]})
+    proposed = Candidate(name="x", code="def x(): ...", status=Status.PROPOSED)
+    validated = proposed.with_validation(report)
+    assert (validated.fingerprint, validated.sympy, validated.latex, validated.diagnostics) == (
+        "fp", "a - b", "a-b", {"g": [1.0]})
+    assert validated.diagnostics is not report.diagnostics  # a copy: the report's mapping is the report's
+    duplicate = validated.with_status(Status.DUPLICATE, "behaves like #1 dpo (same code)", duplicate_of=1)
+    assert (duplicate.status, duplicate.duplicate_of, duplicate.reason) == (Status.DUPLICATE, 1,
+                                                                            "behaves like #1 dpo (same code)")
+    metrics = {"kl": 0.1}
+    scored = duplicate.with_id(7).with_fitness(fitness_of([0.5, 0.6]), metrics)
+    metrics["kl"] = 9.0
+    assert scored.id == 7 and scored.fitness.n == 2 and scored.metrics == {"kl": 0.1}
+    assert (proposed.status, proposed.fingerprint, proposed.id, proposed.fitness) == (Status.PROPOSED, None, None,
+                                                                                     None)
+    assert validated.status == Status.PROPOSED and duplicate.id is None and duplicate.fitness is None
+
+
+def test_an_eval_result_gains_metrics_and_isolation_as_a_new_record():
+    result = EvalResult(seed=0, fitness=0.5, metrics={"kl": 0.1}, isolation=["seccomp"])  # a worker's JSON list
+    assert result.isolation == ("seccomp",)
+    scored = result.with_metrics({"score/seconds": 1.5}).with_isolation(("bwrap", "seccomp"))
+    assert scored.metrics == {"kl": 0.1, "score/seconds": 1.5} and scored.isolation == ("bwrap", "seccomp")
+    assert result.metrics == {"kl": 0.1} and result.isolation == ("seccomp",)
+
+
+def test_the_archive_stores_records_and_returns_new_ones(tmp_path):
+    from discovery.archive import Archive
+
+    c = Candidate(name="x", code="def x(a, b, c, d, beta):\n    return a - b\n", status=Status.QUEUED,
+                  diagnostics={"grad": [1.0]}, parent_ids=(3,))
+    with Archive.open(tmp_path) as archive:
+        archive.start_run({"eval": {"fitness": "best_beta"}}, "synthetic", "k")
+        cid = archive.add_candidate(c, calls=[_call(0.01)], probe_values=[0.1])
+        assert c.id is None and archive.candidate(cid) == c.with_id(cid)  # stored as given, the record untouched
+        archive.add_evaluation(cid, EvalResult(seed=0, fitness=0.5, metrics={"kl": 0.2}))
+        archive.add_evaluation(cid, EvalResult(seed=1, fitness=0.7, metrics={"kl": 0.4}))
+        archive.transition(cid, Status.EVALUATED, stage="full")
+        summary = archive.summary(cid)
+        assert summary.candidate.fitness == summary.fitness and summary.candidate.metrics == {"kl": pytest.approx(0.3)}
+        assert archive.candidate(cid).fitness is None and archive.candidate(cid).status == Status.EVALUATED
+        assert c.status == Status.QUEUED
+
+
+def test_the_archive_boundary_takes_typed_records_not_any():
+    import inspect
+
+    from discovery.archive import Archive
+
+    for name in ("start_run", "end_run", "log_event", "add_candidate", "add_llm_calls", "transition",
+                 "add_evaluation"):
+        for param, annotation in inspect.get_annotations(getattr(Archive, name)).items():
+            assert "Any" not in str(annotation), f"Archive.{name}({param}: {annotation})"
+
+
+def test_the_loop_builds_new_records_and_leaves_the_proposers_unchanged(tmp_path):
+    """A proposal the loop stores as queued or duplicate is a new record; the proposer's stays as it handed it."""
+    from loop_support import TASK, TableExecutor, fast_config, loss_code
+
+    from discovery.archive import Archive
+    from discovery.loop import DiscoveryLoop
+    from discovery.proposer.base import Proposer
+    from discovery.selection import TopKRecent
+
+    code = loss_code("same")
+    handed = [Proposal(Candidate(name="same", code=code, origin=Origin.LLM, proposer="fixed"), calls=[_call(0.01)]),
+              Proposal(Candidate(name="copy", code=code, origin=Origin.LLM, proposer="fixed"), calls=[_call(0.02)])]
+
+    class Fixed(Proposer):
+        name = "fixed"
+
+        def __init__(self):
+            self.left = list(handed)
+
+        def propose(self, context):
+            return self.left.pop(0)
+
+        def stop_reason(self):
+            return None if self.left else "done"
+
+    def validator(source: str) -> ValidationReport:
+        return ValidationReport(valid=True, fingerprint=f"fp-{len(source)}", sympy="f(rho)", latex="x",
+                                diagnostics={"g": [1.0]}, probe_values=[0.5])
+
+    config = fast_config(screen=False, reeval_seeds=0)
+    with Archive.open(tmp_path) as archive:
+        archive.start_run(config.to_dict(), "synthetic", "k")
+        DiscoveryLoop(config, archive, TASK, Fixed(), TableExecutor({"dpo": 0.5, "same": 0.6}, workers=1),
+                      TopKRecent(), validator=validator).run()
+        dpo, same, copy = archive.candidates()
+        # the baseline: fingerprint and formula from the validator, its LaTeX from the library, no diagnostics
+        assert (dpo.fingerprint, dpo.sympy, dpo.diagnostics, dpo.status) == (validator(dpo.code).fingerprint,
+                                                                             "f(rho)", {}, Status.EVALUATED)
+        assert dpo.latex and dpo.latex != "x" and archive.probe_values(dpo.id) == [0.5]
+        assert same.status == Status.EVALUATED and archive.stage(same.id) == "full"
+        assert (copy.status, copy.duplicate_of, copy.reason) == (Status.DUPLICATE, same.id,
+                                                                 f"behaves like #{same.id} same (same code)")
+        assert archive.usage().cost_usd == pytest.approx(0.03)
+    assert [p.candidate.status for p in handed] == [Status.PROPOSED, Status.PROPOSED]
+    assert [p.candidate.id for p in handed] == [None, None]
 
 
 def test_a_candidate_takes_what_the_validator_learnt_from_its_report():

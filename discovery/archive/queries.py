@@ -218,9 +218,9 @@ def _summary(row: Any, evals: list[Evaluation], rule: tuple = ("best_beta", None
         rated = sweep_fitness([e.result for e in done], *rule) if done else None  # one fitness over the betas
         if rated is not None and rated.fitness is not None:
             at = rated.beta  # metrics at the beta the fitness is measured at (all of them when pooled/matched)
-            candidate.fitness = rated.fitness
-            candidate.metrics = _mean_metrics([e for e in done if at is None or _at(e.result.beta, rule[1], at)])
-            return CandidateSummary(candidate, row["stage"], fidelity, candidate.fitness, failed)
+            metrics = _mean_metrics([e for e in done if at is None or _at(e.result.beta, rule[1], at)])
+            return CandidateSummary(candidate.with_fitness(rated.fitness, metrics), row["stage"], fidelity,
+                                    rated.fitness, failed)
     return CandidateSummary(candidate, row["stage"], None, None, failed)
 
 

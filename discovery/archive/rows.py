@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from discovery.archive.records import Evaluation, Event, LLMCallRecord, RunInfo
 from discovery.candidate import Candidate, EvalResult, Origin, Status
+
+if TYPE_CHECKING:  # the proposer's record, for the type only
+    from discovery.proposer.base import LLMCall
 
 
 def dumps(value: Any) -> str:
@@ -96,17 +99,17 @@ def evaluation_of(row: sqlite3.Row) -> Evaluation:
     return Evaluation(id=row["id"], candidate_id=row["candidate_id"], created_at=row["created_at"], result=result)
 
 
-def llm_call_values(call: Any) -> dict[str, Any]:
-    """Accepts the proposer's `LLMCall` (or anything with its attributes)."""
+def llm_call_values(call: LLMCall) -> dict[str, Any]:
+    """The columns of one of the proposer's `LLMCall`s."""
     return {
-        "model": str(getattr(call, "model", "") or ""),
-        "prompt_hash": str(getattr(call, "prompt_hash", "") or ""),
-        "prompt_tokens": int(getattr(call, "prompt_tokens", 0) or 0),
-        "completion_tokens": int(getattr(call, "completion_tokens", 0) or 0),
-        "latency_s": float(getattr(call, "latency_s", 0.0) or 0.0),
-        "cost_usd": float(getattr(call, "cost_usd", 0.0) or 0.0),
-        "verdict": str(getattr(call, "verdict", "") or ""),
-        "reply": str(getattr(call, "reply", "") or ""),
+        "model": str(call.model or ""),
+        "prompt_hash": str(call.prompt_hash or ""),
+        "prompt_tokens": int(call.prompt_tokens or 0),
+        "completion_tokens": int(call.completion_tokens or 0),
+        "latency_s": float(call.latency_s or 0.0),
+        "cost_usd": float(call.cost_usd or 0.0),
+        "verdict": str(call.verdict or ""),
+        "reply": str(call.reply or ""),
     }
 
 

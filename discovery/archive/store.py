@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -102,7 +102,7 @@ class Archive(ArchiveQueries):
 
     # ---------------------------------------------------------------- the run
 
-    def start_run(self, config: dict[str, Any], task_name: str, task_cache_key: str | None) -> RunInfo:
+    def start_run(self, config: Mapping[str, object], task_name: str, task_cache_key: str | None) -> RunInfo:
         """Record the run once; a resumed run keeps the original record."""
         with self._write() as db:
             if not db.execute("SELECT 1 FROM run").fetchone():
@@ -124,7 +124,7 @@ class Archive(ArchiveQueries):
             _event(db, "run_end", reason)
 
     def log_event(self, kind: str, message: str = "", candidate_id: int | None = None,
-                  data: dict[str, Any] | None = None) -> None:
+                  data: Mapping[str, object] | None = None) -> None:
         with self._write() as db:
             _event(db, kind, message, candidate_id, data)
 
@@ -132,7 +132,8 @@ class Archive(ArchiveQueries):
 
     def add_candidate(self, candidate: Candidate, calls: Iterable[LLMCall] = (),
                       probe_values: Iterable[float] = (), stage: str = "") -> int:
-        """Store a new candidate with the LLM calls that bought it, atomically; returns its id."""
+        """Store a new candidate with the LLM calls that bought it, atomically; returns its id (the record
+        itself is frozen and unchanged: `candidate(id)` reads the stored one back)."""
         values = rows.candidate_values(candidate)
         values["probe_values_json"] = rows.dumps([float(v) for v in probe_values])
         values["stage"] = stage
@@ -149,7 +150,6 @@ class Archive(ArchiveQueries):
                 _insert_call(db, call, cid)
             _event(db, "candidate", f"{candidate.name}: {values['status']}", cid,
                    {"status": values["status"], "origin": values["origin"]})
-        candidate.id = cid
         return cid
 
     def add_llm_calls(self, calls: Iterable[LLMCall], candidate_id: int | None = None) -> None:
@@ -245,7 +245,7 @@ def _insert_call(db: sqlite3.Connection, call: LLMCall, candidate_id: int | None
 
 
 def _event(db: sqlite3.Connection, kind: str, message: str = "", candidate_id: int | None = None,
-           data: dict[str, Any] | None = None) -> None:
+           data: Mapping[str, object] | None = None) -> None:
     db.execute("INSERT INTO events (t, kind, candidate_id, message, data_json) VALUES (?, ?, ?, ?, ?)",
                (time.time(), kind, candidate_id, message, rows.dumps(data or {})))
 

@@ -68,8 +68,7 @@ def result_of(payload: dict[str, Any], ok: bool, value: Any, kind: str, error: s
     fidelity = payload["fidelity"]
     if ok and isinstance(value, dict):
         result = EvalResult.from_dict(value)
-        result.isolation = result.isolation or tuple(isolation)
-        return result
+        return result if result.isolation else result.with_isolation(isolation)
     reason = f"{kind}: {error}".strip(": ") if error else kind
     return EvalResult(seed=payload["seed"], fitness=None, seconds=seconds, fidelity=fidelity["name"],
                       beta=fidelity.get("beta"), ok=False, reason=reason[:2000], isolation=tuple(isolation))

@@ -101,11 +101,11 @@ class IsolatedEvaluator:
             if not job.ok:
                 return result_of(payload, False, None, job.kind, job.error, job.seconds, tuple(job.isolation))
             result = self._score(self._checkpoint(job.value, payload, out), payload)
-            result.isolation = tuple(job.isolation)
+            result = result.with_isolation(tuple(job.isolation))
             if result.ok:
                 kept = self.keeper.offer(out / CHECKPOINT_NAME, _keep_name(payload, result), result.fitness)
                 if kept is not None:
-                    result.metrics["checkpoint"] = str(kept)
+                    result = result.with_metrics({"checkpoint": str(kept)})
             return result
         finally:
             shutil.rmtree(out, ignore_errors=True)
@@ -134,8 +134,7 @@ class IsolatedEvaluator:
             result = EvalResult(seed=checkpoint.seed, fitness=None, metrics=dict(checkpoint.metrics),
                                 seconds=checkpoint.seconds, steps=checkpoint.steps, fidelity=fidelity.name,
                                 beta=checkpoint.beta, ok=False, reason=f"scoring: {type(exc).__name__}: {exc}"[:2000])
-        result.metrics["score/seconds"] = time.perf_counter() - start
-        return result
+        return result.with_metrics({"score/seconds": time.perf_counter() - start})
 
     @property
     def isolation(self) -> list[str]:

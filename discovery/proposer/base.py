@@ -1,11 +1,11 @@
-"""The proposer interface and the records it hands back: Proposal, Attempt, LLMCall."""
+"""The proposer interface and the frozen records it hands back: Proposal, Attempt, LLMCall."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ class ValidationReportLike(Protocol):
     @property
     def latex(self) -> str | None: ...
     @property
-    def diagnostics(self) -> dict[str, Any]: ...
+    def diagnostics(self) -> Mapping[str, Any]: ...
 
     def summary(self) -> str: ...
 
@@ -52,9 +52,10 @@ def paid_calls(exc: BaseException) -> list[LLMCall]:
     return list(getattr(exc, "paid_calls", ()))
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProposalContext:
-    """What the archive knows, already ranked and bounded by the caller (see proposer.context)."""
+    """What the archive knows, already ranked and bounded by the caller (see proposer.context); frozen (the loop
+    adds what it knows with `dataclasses.replace`)."""
 
     task: TaskInfo
     top: list[Candidate] = field(default_factory=list)
@@ -97,9 +98,9 @@ class LLMCall:
         return asdict(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Attempt:
-    """One try at producing a valid loss: the first proposal or a fix-up."""
+    """One try at producing a valid loss: the first proposal or a fix-up (frozen)."""
 
     index: int  # 0 = proposal, 1.. = fix attempts
     kind: str  # "propose" | "fix" | "replay" | "symbolic"
@@ -112,20 +113,28 @@ class Attempt:
     thought: str = ""
     call: LLMCall | None = None
     fingerprint: str | None = None
-    edits: list[str] = field(default_factory=list)  # mechanical repairs applied before validation
+    edits: tuple[str, ...] = ()  # mechanical repairs applied before validation
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "edits", tuple(self.edits))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "edits": list(self.edits)}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Proposal:
-    """A candidate (status PROPOSED when it passed the validator, INVALID with a reason otherwise)."""
+    """What a proposer hands back (frozen): the candidate (status PROPOSED when it passed the validator, INVALID
+    with a reason otherwise), the calls that bought it, every attempt, and the validator's report."""
 
     candidate: Candidate
-    calls: list[LLMCall] = field(default_factory=list)
-    attempts: list[Attempt] = field(default_factory=list)
+    calls: tuple[LLMCall, ...] = ()
+    attempts: tuple[Attempt, ...] = ()
     report: ValidationReportLike | None = None  # the validator's report of the final code, when there was code
+
+    def __post_init__(self) -> None:  # a proposer may pass the lists it built
+        object.__setattr__(self, "calls", tuple(self.calls))
+        object.__setattr__(self, "attempts", tuple(self.attempts))
 
     @property
     def probe_values(self) -> list[float]:
@@ -138,11 +147,10 @@ class Proposal:
 
 def candidate_from(report: ValidationReportLike | None, **fields: Any) -> Candidate:
     """The one way a proposal becomes a `Candidate`: its fields plus what the validator learnt about the code
-    (fingerprint, formula, LaTeX, diagnostics); nothing learnt when there was no code to check."""
-    if report is not None:
-        fields.update(fingerprint=report.fingerprint, sympy=report.sympy, latex=report.latex,
-                      diagnostics=dict(report.diagnostics or {}))
-    return Candidate(**fields)
+    (fingerprint, formula, LaTeX, diagnostics: `Candidate.with_validation`); nothing learnt when there was no
+    code to check."""
+    candidate = Candidate(**fields)
+    return candidate.with_validation(report) if report is not None else candidate
 
 
 def prompt_hash(messages: list[dict[str, str]]) -> str:

@@ -152,11 +152,11 @@ class LLMProposer(Proposer):
 
     def _candidate(self, context: ProposalContext, attempts: list[Attempt], report,
                    choice: operators.Choice | None = None) -> Candidate:
+        valid = attempts[-1].verdict in ("valid", "duplicate")  # a duplicate is valid code: the loop stores it so
+        if not valid and not attempts[-1].reason:
+            attempts[-1] = replace(attempts[-1], reason="the budget cap stopped the fix-up loop")
         last = attempts[-1]
         with_code = next((a for a in reversed(attempts) if a.code), last)
-        valid = last.verdict in ("valid", "duplicate")  # a duplicate is valid code: the loop stores it as such
-        if not valid and not last.reason:
-            last.reason = "the budget cap stopped the fix-up loop"
         final_report = report if with_code is last else None
         choice = choice or operators.Choice("full")
         parents = choice.parents or context.parents

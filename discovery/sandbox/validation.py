@@ -17,7 +17,7 @@ PRELOAD = ("torch", "sympy", "discovery.sandbox.jobs")
 WARM_UP = "discovery.sandbox.jobs:warm_up"
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckError:
     check: str
     message: str
@@ -26,7 +26,7 @@ class CheckError:
 
     def __post_init__(self):
         if self.rule is None:
-            self.rule = self.check
+            object.__setattr__(self, "rule", self.check)
 
 
 @dataclass(frozen=True)
