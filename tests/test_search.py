@@ -17,6 +17,7 @@ from scripted_openai_server import ScriptedOpenAIServer, json_reply
 
 from discovery.archive import Archive
 from discovery.candidate import Candidate, Origin, Status
+from discovery.cli import main
 from discovery.config import from_dict
 from discovery.errors import ConfigError
 from discovery.islands import Islands, island_of, migrates
@@ -106,7 +107,7 @@ def test_thompson_mostly_draws_the_model_that_paid():
     assert picks.count("a") > 180
 
 
-def test_bandit_shifts_proposals_to_the_model_that_writes_valid_improving_losses(tmp_path):
+def test_bandit_shifts_proposals_to_the_model_that_writes_valid_improving_losses(tmp_path, capsys):
     good = GoodModel()
     with ScriptedOpenAIServer(default=good, model="good") as g, \
             ScriptedOpenAIServer(default=json_reply("t", "broken", "def broken(x):\n    return x\n"),
@@ -129,6 +130,12 @@ def test_bandit_shifts_proposals_to_the_model_that_writes_valid_improving_losses
     assert per_model["good"].cost_usd == pytest.approx(want_good)
     assert per_model["bad"].cost_usd == pytest.approx(want_bad)
     assert usage.cost_usd == pytest.approx(want_good + want_bad)
+    capsys.readouterr()
+    assert main(["archive", "list", str(tmp_path)]) == 0
+    title = " ".join(capsys.readouterr().out.split())
+    assert "per model: " in title
+    assert f"good {n_good} calls, {per_model['good'].tokens} tokens, ${want_good:.4f}" in title
+    assert f"bad {n_bad} calls, {per_model['bad'].tokens} tokens, ${want_bad:.4f}" in title
 
 
 def test_the_cost_cap_counts_every_model_together(tmp_path):
