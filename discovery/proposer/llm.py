@@ -97,7 +97,6 @@ class LLMProposer(Proposer):
             except Exception as exc:  # what was bought before the failure is still stored (the loop reads it)
                 if reply is not None:
                     calls.append(self._call(messages, reply, "error"))
-                exc.attempts = attempts  # type: ignore[attr-defined]
                 attach_paid_calls(exc, calls)
                 raise
             calls.append(attempt.call)
