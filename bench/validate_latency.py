@@ -1,6 +1,11 @@
 """Warm validation latency per candidate vs a cold-subprocess baseline, measured side by side.
 
     python bench/validate_latency.py [--rounds 3] [--cold 3]
+    python bench/validate_latency.py --baseline /tmp/base [--repeats 3]   # side by side with another tree
+
+With `--baseline TREE` (e.g. `git archive <commit> | tar -x -C /tmp/base`) each tree's own script runs in
+its own python, alternating `--repeats` times so that both see the same load; prints each tree's warm
+median, their ratio and the load average.
 
 Warm: `validate()` through one IsolatedRunner (fork server with torch+sympy preloaded and warmed up),
 all 18 library losses, `--rounds` times. Cold: the same checks in a fresh `python` per candidate
@@ -35,7 +40,7 @@ def warm_latencies(rounds: int) -> tuple[list[float], float, list[str]]:
         for _ in range(rounds):
             for loss in library.LOSSES:
                 t0 = time.perf_counter()
-                report = validate(loss.code, runner=runner)
+                report = validate(loss.code, runner=runner, cache=False)  # every round checks afresh
                 times.append(time.perf_counter() - t0)
                 assert report.valid, report.summary()
         return times, startup, report.isolation
@@ -52,12 +57,38 @@ def cold_latencies(count: int) -> list[float]:
     return times
 
 
+def warm_median(tree: str, rounds: int) -> float:
+    """Warm median (ms) of `tree`'s own bench script, in a python of its own."""
+    out = subprocess.run([sys.executable, os.path.join(tree, "bench", "validate_latency.py"), "--json",
+                          "--rounds", str(rounds), "--cold", "1"], capture_output=True, text=True, check=True,
+                         cwd=tree, env={**os.environ, "PYTHONPATH": tree})
+    return float(json.loads(out.stdout)["warm_median_ms"])
+
+
+def side_by_side(baseline: str, rounds: int, repeats: int) -> None:
+    ours, theirs, loads = [], [], []
+    for _ in range(repeats):
+        ours.append(warm_median(ROOT, rounds))
+        theirs.append(warm_median(os.path.abspath(baseline), rounds))
+        loads.append(os.getloadavg()[0])
+    mine, base = statistics.median(ours), statistics.median(theirs)
+    print(f"warm median: this tree {mine:.1f} ms {[round(x, 1) for x in ours]}, baseline {base:.1f} ms "
+          f"{[round(x, 1) for x in theirs]}; ratio {mine / base:.2f}; goal <= 50 ms warm: "
+          f"{'met' if mine <= 50 else 'NOT met'} (load average {min(loads):.1f}-{max(loads):.1f} on "
+          f"{os.cpu_count()} CPUs)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cold", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--baseline", help="another tree to measure side by side (its own bench script)")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.baseline:
+        side_by_side(args.baseline, args.rounds, args.repeats)
+        return
     warm, startup, layers = warm_latencies(args.rounds)
     cold = cold_latencies(args.cold)
     result = {

@@ -122,3 +122,17 @@ def test_a_position_switch_is_refused():
     fn = _fn(f"    first = torch.ones_like(margin).cumsum(0) == 1\n    return torch.where(first, {DPO}, {ANTI})\n")
     with pytest.raises(checks.CheckFailure):
         checks.run_unit_checks(fn, 0.25)
+
+
+def test_a_repeated_candidate_is_answered_from_the_cache(monkeypatch):
+    from discovery.sandbox import validation
+
+    calls = []
+    real = validation._validate
+    monkeypatch.setattr(validation, "_validate", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(validation, "_CACHE", {})
+    code = make("    return torch.log(margin - 1000)\n")  # refused by a check (complete: cached)
+    first = validation.validate(code)
+    assert validation.validate(code) is first and len(calls) == 1
+    assert validation.validate(code, batch_sizes=(48,)) is not first and len(calls) == 2  # other settings
+    assert validation.validate(code, cache=False) is not first and len(calls) == 3

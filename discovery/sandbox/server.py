@@ -91,15 +91,75 @@ class Server:
         self.child_layers: list[str] = []
         self.pending: int | None = None  # a child that answered but may still be exiting
         self.scratch: str | None = None
+        self.spare: tuple[int, int, int] | None = None  # (pid, job fd, reply fd) of a child forked ahead
+        self.retiring: list[tuple[int | None, str | None, float]] = []  # (pid, scratch, kill deadline)
 
-    def finish(self) -> None:
-        """Reap the last child (after its answer went out) and remove its scratch directory."""
-        if self.pending is not None:
-            self._reap(self.pending, grace=2.0)
-            self.pending = None
-        if self.scratch is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            self.scratch = None
+    def spawn_spare(self) -> None:
+        """Fork the next job's child now, while no one waits: the fork of a server holding torch (~20 ms on a
+        busy machine) leaves the critical path. It holds only its two pipes and waits for its job."""
+        if self.spare is not None:
+            return
+        job_r, job_w = os.pipe()
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            _keep_only(job_r, write_fd)
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: never outlive the server
+            job = wire.recv(job_r)
+            if not job:
+                os._exit(0)
+            os.close(job_r)
+            child.main(write_fd, job["scratch"], job["message"], self.threads)
+        os.close(job_r)
+        os.close(write_fd)
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass
+        self.spare = (pid, job_w, read_fd)
+
+    def _take_spare(self, message: dict, scratch: str) -> tuple[int, int] | None:
+        if self.spare is None:
+            return None
+        (pid, job_w, read_fd), self.spare = self.spare, None
+        try:
+            wire.send(job_w, {"scratch": scratch, "message": message})
+            return pid, read_fd
+        except OSError:  # it died: reap it, fork afresh
+            os.close(read_fd)
+            self._reap(pid, grace=0.0)
+            return None
+        finally:
+            os.close(job_w)
+
+    def finish(self, wait: bool = True) -> None:
+        """Reap the last child (after its answer went out) and remove its scratch directory.
+
+        `wait=False`: only what is done already; the rest stays in `retiring` (a child that answered
+        is killed 2 s later at the latest), so the next job need not wait for an exiting child."""
+        if self.pending is not None or self.scratch is not None:
+            self.retiring.append((self.pending, self.scratch, time.monotonic() + 2.0))
+            self.pending = self.scratch = None
+        left = []
+        for pid, scratch, deadline in self.retiring:
+            if pid is not None and not self._reaped(pid, deadline, wait):
+                left.append((pid, scratch, deadline))
+            elif scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+        self.retiring = left
+
+    def _reaped(self, pid: int, deadline: float, wait: bool) -> bool:
+        if wait or time.monotonic() >= deadline:
+            self._reap(pid, grace=max(0.0, deadline - time.monotonic()))
+            return True
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+
+    def wait_for_job(self, fd: int) -> None:
+        """Until a job arrives on `fd`: reap the children that are exiting and remove their folders."""
+        while self.retiring:
+            if select.select([fd], [], [], 0.005)[0]:
+                return
+            self.finish(wait=False)
 
     def retire_scratch(self) -> None:
         """Move the last job's scratch dir out of its path at once (removed in `finish`, after the reap)."""
@@ -150,7 +210,11 @@ class Server:
 
     def _fork_ranks(self, message: dict, scratch: str, processes: int) -> list[tuple[int, int]]:
         """(pid, reply fd) of each rank; rank 0 works in `scratch`, the others in folders under it."""
-        if processes > 1:
+        if processes == 1:
+            spare = self._take_spare(message, scratch)
+            if spare is not None:
+                return [spare]
+        else:
             port = free_loopback_port()
         ranks: list[tuple[int, int]] = []
         for rank in range(processes):
@@ -230,6 +294,15 @@ class Server:
             return ""
 
 
+def _keep_only(*fds: int) -> None:
+    """Close every descriptor above stderr except `fds`."""
+    low = 3
+    for fd in sorted(fds):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+
+
 def prepare(config: dict) -> None:
     for path in reversed(config.get("sys_path") or []):
         if path not in sys.path:
@@ -276,15 +349,19 @@ def main(argv: list[str]) -> int:
                                        "file_mb": 1, "open_files": 64}})
     server.finish()
     server.child_layers = [x for x in probe["isolation"] if x not in server.layers]
+    server.spawn_spare()
     wire.send(resp_fd, {"ready": True, "layers": server.layers, "child_layers": server.child_layers})
     while True:
+        server.wait_for_job(req_fd)
         message = wire.recv(req_fd)
         if message is None:
+            server.finish()
             return 0
         reply = server.run_job(message)
         server.retire_scratch()  # the job's scratch path is gone before the host hears the answer
         wire.send(resp_fd, reply)
-        server.finish()
+        server.finish(wait=False)  # an exiting child does not hold up the next job; reaped while idle
+        server.spawn_spare()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -104,18 +105,38 @@ def with_line(error: CheckError, code: str) -> CheckError:
     return CheckError(error.check, message, line, error.rule)
 
 
+_CACHE: dict[tuple, ValidationReport] = {}  # finished reports by (code, settings): a repeat costs nothing
+CACHE_SIZE = 512
+
+
 def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRunner | None = None,
-             batch_sizes: tuple[int, ...] = ()) -> ValidationReport:
+             batch_sizes: tuple[int, ...] = (), cache: bool = True) -> ValidationReport:
     """Static policy in this process, then unit checks/diagnostics/fingerprint in an isolated child.
 
-    `batch_sizes`: the batch sizes training will use (per-device train batch size), checked besides TRL's."""
+    `batch_sizes`: the batch sizes training will use (per-device train batch size), checked besides TRL's.
+    `cache`: the same code with the same settings gets the report of its last complete check (an LLM often
+    proposes the same code again); a job that timed out or crashed is never cached."""
     config = config or SandboxConfig()
+    key = (hashlib.sha256(code.encode()).hexdigest(), repr(config), tuple(int(b) for b in batch_sizes))
+    if cache and key in _CACHE:
+        return _CACHE[key]
+    report, complete = _validate(code, config, runner, batch_sizes)
+    if cache and complete:
+        if len(_CACHE) >= CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = report
+    return report
+
+
+def _validate(code: str, config: SandboxConfig, runner: IsolatedRunner | None,
+              batch_sizes: tuple[int, ...]) -> tuple[ValidationReport, bool]:
+    """The report, and whether it is complete (static refusal, or the check job answered)."""
     start = time.perf_counter()
     violations = check_source(code)
     if violations:
         return ValidationReport(valid=False, errors=[CheckError("static", v.message, v.line, v.rule)
                                                      for v in violations],
-                                isolation=["static-policy"], seconds=time.perf_counter() - start)
+                                isolation=["static-policy"], seconds=time.perf_counter() - start), True
     runner = runner or default_runner()
     result = runner.run(CHECK_JOB, {"code": code, "max_call_seconds": config.max_call_seconds,
                                    "batch_sizes": [int(b) for b in batch_sizes]},
@@ -123,7 +144,7 @@ def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRun
     isolation = ["static-policy", "restricted-builtins", *result.isolation]
     if not result.ok:
         return ValidationReport(valid=False, errors=[with_line(_job_failure(result, config), code)],
-                                isolation=isolation, seconds=time.perf_counter() - start)
+                                isolation=isolation, seconds=time.perf_counter() - start), False
     value = result.value or {}
     errors = [with_line(CheckError(str(e.get("check", "?")), str(e.get("message", "")), _int(e.get("line")),
                                    e.get("rule")), code) for e in value.get("errors", [])]
@@ -131,4 +152,4 @@ def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRun
         valid=not errors, errors=errors, diagnostics=value.get("diagnostics", {}),
         fingerprint=value.get("fingerprint"), probe_values=list(value.get("probe_values") or []),
         sympy=value.get("sympy"), latex=value.get("latex"), isolation=isolation,
-        seconds=time.perf_counter() - start)
+        seconds=time.perf_counter() - start), True
