@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,7 +254,7 @@ def reevaluate(entries: dict[str, str], config_dict: dict, seeds: list[int], cac
 
     config = from_dict(config_dict)
     if workers:
-        config.executor.workers = workers
+        config = replace(config, executor=replace(config.executor, workers=workers))
     key = hashlib.sha1(json.dumps([config_dict["task"], config_dict["train"]], sort_keys=True).encode()).hexdigest()
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     def job_key(code: str, seed: int) -> str:

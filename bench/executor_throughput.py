@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError:
                 print("ray: not installed (pip install 'objective-discovery[ray]'); skipped")
                 continue
-        config.executor.name = name
+        config = replace(config, executor=replace(config.executor, name=name))
         base = None
         for layout in layouts:
             rate, seconds, failed = measure(config, layout, args.jobs)

@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from discovery import library  # noqa: E402
 from discovery.candidate import Candidate, Origin, Status  # noqa: E402
-from discovery.config import RunConfig  # noqa: E402
+from discovery.config import ProposerConfig, RunConfig  # noqa: E402
 from discovery.inner_loop.task import TaskInfo  # noqa: E402
 from discovery.proposer import ProposalContext  # noqa: E402
 from discovery.proposer.accounting import Ledger, PriceTable  # noqa: E402
@@ -102,8 +102,7 @@ def main() -> None:
     parser.add_argument("--lookup", type=int, default=10, help="draft tokens of the +lookup setting")
     parser.add_argument("--only", nargs="*", help="a subset of: before after +lookup")
     args = parser.parse_args()
-    config = RunConfig()
-    config.proposer.model, config.proposer.seed = args.gguf, args.seed
+    config = RunConfig(proposer=ProposerConfig(model=args.gguf, seed=args.seed))
     chosen = {k: v for k, v in settings(config, args.lookup).items() if not args.only or k in args.only}
     baselines = [Candidate(name=loss.name, code=loss.code, origin=Origin.LIBRARY, status=Status.PROPOSED)
                  for loss in library.LOSSES]

@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from discovery import library  # noqa: E402
 from discovery.candidate import Candidate, Origin, Status  # noqa: E402
-from discovery.config import RunConfig  # noqa: E402
+from discovery.config import ProposerConfig, RunConfig  # noqa: E402
 from discovery.inner_loop.task import TaskInfo  # noqa: E402
 from discovery.proposer import ProposalContext, make_proposer  # noqa: E402
 
@@ -48,11 +48,10 @@ def gguf(model: str) -> str:
 
 
 def run(path: str, n: int, validate, args) -> dict:
-    config = RunConfig()
-    p = config.proposer
-    p.backend, p.model, p.context_window, p.max_tokens = "llamacpp", path, args.context_window, args.max_tokens
-    p.n_threads, p.max_fix_attempts, p.temperature, p.seed = args.threads, args.fix, args.temperature, args.seed
-    p.response_format = args.response_format
+    p = ProposerConfig(backend="llamacpp", model=path, context_window=args.context_window, max_tokens=args.max_tokens,
+                       n_threads=args.threads, max_fix_attempts=args.fix, temperature=args.temperature,
+                       seed=args.seed, response_format=args.response_format)
+    config = RunConfig(proposer=p)
     library_prints = {validate(loss.code).fingerprint for loss in library.LOSSES}
     baselines = [Candidate(name=loss.name, code=loss.code, origin=Origin.LIBRARY, status=Status.PROPOSED)
                  for loss in library.LOSSES]

@@ -1,7 +1,9 @@
-"""The typed run config: dataclasses, loadable from YAML, overridable with KEY=VALUE.
+"""The typed run config: frozen dataclasses, loadable from YAML, overridable with KEY=VALUE.
 
 Field names follow TRL's `DPOConfig` where the concept is the same (beta, learning_rate, max_length, ...).
-Defaults make `discovery run` work with no file at all.
+Defaults make `discovery run` work with no file at all. A config is never changed after it is built: its
+sections are frozen, its lists are tuples and its mappings `FrozenDict`s; a changed config is a new one,
+from `with_values(config, {"task.name": "imdb"})` (checked like any other) or `dataclasses.replace`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,8 +22,51 @@ import yaml
 from discovery.errors import ConfigError
 
 
-@dataclass
-class TaskConfig:
+class FrozenDict(dict):
+    """A read-only dict (task.options, prices): JSON-serialisable as a dict, picklable, hashable."""
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("a config mapping is read-only; derive a new config with discovery.config.with_values")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self):
+        return FrozenDict, (dict(self),)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self.items()))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return FrozenDict({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """Plain dicts and lists (for YAML, JSON and `from_dict`)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class _Section:
+    """Frozen, and its lists and mappings made read-only as it is built."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Mapping | list | tuple):
+                object.__setattr__(self, f.name, _freeze(value))
+
+
+@dataclass(frozen=True)
+class TaskConfig(_Section):
     name: str = "synthetic"  # synthetic | hf_dpo | imdb
     model: str | None = None  # hf_dpo/imdb: hub name or local path of the policy
     revision: str | None = None
@@ -35,25 +81,25 @@ class TaskConfig:
     sft_learning_rate: float = 2e-5
     sft_max_steps: int = -1  # -1 = sft_num_train_epochs
     sft_num_train_epochs: float = 1.0
-    options: dict[str, Any] = field(default_factory=dict)  # task-specific extras
+    options: dict[str, Any] = field(default_factory=FrozenDict)  # task-specific extras (read-only)
 
 
-@dataclass
-class ModelConfig:
+@dataclass(frozen=True)
+class ModelConfig(_Section):
     """One model of `proposer.models`: an LLM the bandit may give a proposal to (unset fields: the proposer's)."""
 
     model: str
     backend: Literal["llamacpp", "openai"] = "openai"
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    prices: list[float] = field(default_factory=list)  # usd per 1M [prompt, completion] tokens; empty: proposer.prices / the built-in table
+    prices: tuple[float, ...] = ()  # usd per 1M [prompt, completion] tokens; empty: proposer.prices / the built-in table
     temperature: float | None = None
     max_tokens: int | None = None
     n_threads: int | None = None  # llamacpp
 
 
-@dataclass
-class ProposerConfig:
+@dataclass(frozen=True)
+class ProposerConfig(_Section):
     backend: Literal["llamacpp", "openai", "replay", "symbolic"] = "llamacpp"
     model: str = "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
     base_url: str | None = None
@@ -80,9 +126,9 @@ class ProposerConfig:
     islands: int = 4  # selection=islands: sub-populations; proposal g belongs to island (g - 1) mod islands
     migrate_every: int = 4  # selection=islands: rounds between migrations of the run's best proposal (0: never)
     tune_constants: int = 0  # LLM backends: constant-tuned variants of each evaluated LLM proposal (0: off)
-    models: list[ModelConfig] = field(default_factory=list)  # several LLMs in one run; replaces backend/model/base_url
+    models: tuple[ModelConfig, ...] = ()  # several LLMs in one run; replaces backend/model/base_url
     bandit: Literal["ucb1", "thompson"] = "ucb1"  # proposer.models: who writes the next proposal
-    prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [usd per 1M prompt, completion]
+    prices: dict[str, tuple[float, ...]] = field(default_factory=FrozenDict)  # model -> [usd per 1M prompt, completion]
     seed: int = 0
     # LLM proposals: the seeded mix of diff (edit one parent) / full (a fresh loss) / crossover (two parents)
     operators: dict[str, float] = field(default_factory=lambda: {"diff": 0.5, "full": 0.3, "crossover": 0.2})
@@ -90,8 +136,8 @@ class ProposerConfig:
     temperatures: dict[str, float] = field(default_factory=lambda: {"fix": 0.4})
 
 
-@dataclass
-class SandboxConfig:
+@dataclass(frozen=True)
+class SandboxConfig(_Section):
     timeout: float = 20.0  # wall-clock seconds for one validation
     memory_mb: int = 2048
     cpu_seconds: int = 60
@@ -113,8 +159,8 @@ class SandboxConfig:
             allow_weak_isolation(True)
 
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True)
+class TrainConfig(_Section):
     beta: float = 0.1
     learning_rate: float = 5e-4  # synthetic: measured with the 2-epoch regime (docs/tasks.md)
     max_steps: int = 128  # synthetic: 2 epochs over its 1024 pairs at batch 16, as DiscoPOP's inner loop; -1 = epochs
@@ -136,8 +182,8 @@ class TrainConfig:
     threads: int | None = None
 
 
-@dataclass
-class JudgeConfig:
+@dataclass(frozen=True)
+class JudgeConfig(_Section):
     model: str = "gpt-4"
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -145,14 +191,14 @@ class JudgeConfig:
     max_retries: int = 3
     timeout: float = 120.0
     max_tokens: int = 2048  # FastChat's judge limit
-    prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [usd per 1M prompt, completion]
+    prices: dict[str, tuple[float, ...]] = field(default_factory=FrozenDict)  # model -> [usd per 1M prompt, completion]
     cache_dir: str | None = None  # judgment cache; default ~/.cache/discovery/mtbench
 
 
-@dataclass
-class EvalConfig:
+@dataclass(frozen=True)
+class EvalConfig(_Section):
     seeds: int = 3
-    betas: list[float] = field(default_factory=list)  # beta sweep; empty = the train beta only
+    betas: tuple[float, ...] = ()  # beta sweep; empty = the train beta only
     # one fitness from the sweep: best_beta | matched_kl | pooled (discovery/inner_loop/sweep.py)
     fitness: Literal["best_beta", "matched_kl", "pooled"] = "best_beta"
     # comparisons with DPO by seed: t (paired, n-1 df) | permutation (sign-flip)
@@ -167,10 +213,10 @@ class EvalConfig:
     racing: Literal["off", "paired_t"] = "paired_t"
     racing_first_seeds: int = 2
     # task instances (task.options.seed) the re-evaluated winner must also beat or tie DPO on (synthetic task)
-    heldout_instances: list[int] = field(default_factory=lambda: [1])
+    heldout_instances: tuple[int, ...] = (1,)
     duplicate_distance: float = 1e-3  # gradient-probe distance under which a proposal duplicates a stored loss
     # library losses evaluated in the same harness at the start of every run (cached per task config)
-    baselines: list[str] = field(default_factory=lambda: ["dpo", "slic", "ipo", "lrml"])
+    baselines: tuple[str, ...] = ("dpo", "slic", "ipo", "lrml")
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     mtbench_source: str | None = None  # URL prefix or local directory of the MT-Bench files
     mtbench_questions: int | None = None
@@ -179,8 +225,8 @@ class EvalConfig:
     vllm_gpu_memory_utilization: float = 0.9  # fraction of the GPU vLLM may take for MT-Bench answers
 
 
-@dataclass
-class ExecutorConfig:
+@dataclass(frozen=True)
+class ExecutorConfig(_Section):
     name: Literal["local", "ray"] = "local"
     workers: int | None = None  # None = best layout for this machine
     threads_per_worker: int | None = None
@@ -192,16 +238,16 @@ class ExecutorConfig:
     keep_checkpoints: int = 0  # keep the checkpoints of the N best-scoring evaluations; the rest are deleted
 
 
-@dataclass
-class BudgetConfig:
+@dataclass(frozen=True)
+class BudgetConfig(_Section):
     proposals: int = 20
     wall_time: float | None = 900.0  # seconds
     max_cost_usd: float | None = None
     max_tokens: int | None = None
 
 
-@dataclass
-class RunConfig:
+@dataclass(frozen=True)
+class RunConfig(_Section):
     task: TaskConfig = field(default_factory=TaskConfig)
     proposer: ProposerConfig = field(default_factory=ProposerConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
@@ -212,10 +258,11 @@ class RunConfig:
     run_dir: str | None = None  # None = runs/<timestamp>
     seed: int = 0
     # trackers, as TRL's report_to: none | all | tensorboard | wandb (discovery.tracking)
-    report_to: list[str] = field(default_factory=list)
+    report_to: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data (dicts, lists): YAML, JSON, the archive, the workers; `from_dict` reads it back."""
+        return _plain(dataclasses.asdict(self))
 
 
 # ---------------------------------------------------------------- building from plain data
@@ -254,13 +301,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping of keys, got {type(value).__name__} {value!r}")
         return build_dataclass(tp, value, where)
-    if origin is list:
+    if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        (item,) = typing.get_args(tp) or (Any,)
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        item = (typing.get_args(tp) or (Any,))[0]
+        return origin(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict:
-        if not isinstance(value, dict):
+        if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
         return dict(value)
     if origin is Literal:
@@ -409,12 +456,31 @@ def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Defaults, then the YAML file, then each KEY=VALUE override, validated together."""
-    data = read_yaml(path) if path else {}
+def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: RunConfig | None = None) -> RunConfig:
+    """THE override path: `base` (default: the defaults), then the YAML file merged on top, then each
+    KEY=VALUE override, built and validated together (`from_dict`)."""
+    data = base.to_dict() if base is not None else {}
+    if path:
+        _merge(data, read_yaml(path))
     for text in overrides or []:
-        keys, value = parse_override(text)
-        _set_path(data, keys, value)
+        _set_path(data, *parse_override(text))
+    return from_dict(data)
+
+
+def with_values(config: RunConfig, values: Mapping[str, Any]) -> RunConfig:
+    """A new config: `config` with each dotted key set, e.g. {"task.name": "imdb"}; checked as `from_dict`."""
+    data = config.to_dict()
+    for key, value in values.items():
+        _set_path(data, key.split("."), _plain(value))
     return from_dict(data)
 
 

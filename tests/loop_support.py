@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from discovery.candidate import Candidate, EvalResult, Origin, Status
-from discovery.config import RunConfig
+from discovery.config import BudgetConfig, EvalConfig, ProposerConfig, RunConfig
 from discovery.executors import Executor
 from discovery.executors.layout import Layout
 from discovery.inner_loop.task import Fidelity, TaskInfo
@@ -106,14 +106,11 @@ class ScriptedProposer(Proposer):
         self.spent = (cost_usd, tokens)
 
 
-def fast_config(**eval_overrides) -> RunConfig:
-    """Small plan: 2 seeds, 1 screen seed, 2 re-evaluation seeds, baseline dpo only, no wall clock."""
-    config = RunConfig()
-    config.eval.baselines = ["dpo"]
-    config.eval.seeds, config.eval.screen_seeds, config.eval.reeval_seeds = 2, 1, 2
-    config.eval.promote_fraction = 0.5
-    config.eval.racing, config.eval.heldout_instances = "off", []  # racing, held-out: tests/test_loop_racing.py
-    config.budget.wall_time = None
-    for key, value in eval_overrides.items():
-        setattr(config.eval, key, value)
-    return config
+def fast_config(*, budget: dict | None = None, proposer: dict | None = None, **eval_overrides) -> RunConfig:
+    """Small plan: 2 seeds, 1 screen seed, 2 re-evaluation seeds, baseline dpo only, no wall clock; `budget`,
+    `proposer` and the keyword arguments (eval) set fields of those sections."""
+    evaluation = {"baselines": ("dpo",), "seeds": 2, "screen_seeds": 1, "reeval_seeds": 2, "promote_fraction": 0.5,
+                  "racing": "off", "heldout_instances": (), "betas": (),  # one beta, all seeds at once, no held-out
+                  **eval_overrides}  # (the defaults: tests/test_loop_racing.py)
+    return RunConfig(eval=EvalConfig(**evaluation), budget=BudgetConfig(**{"wall_time": None, **(budget or {})}),
+                     proposer=ProposerConfig(**(proposer or {})))

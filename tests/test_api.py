@@ -105,7 +105,7 @@ def test_open_run_gives_the_archives_typed_records(fixture_run):
     assert {s.candidate.name: s.id for s in run.candidates} == ids
     assert isinstance(run.candidates, tuple) and run.best()[0].id == ids["smooth_hinge"]
     assert run.state.state == "finished" and run.state.reason == "proposal budget used"
-    assert run.config.eval.betas == [0.05, 0.1, 0.5]
+    assert run.config.eval.betas == (0.05, 0.1, 0.5)
     assert run.candidate(ids["log_cosh"]).parents[0].id == ids["smooth_hinge"]
 
 

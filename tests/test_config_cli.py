@@ -16,7 +16,7 @@ def test_defaults_need_no_file():
     # the defaults the README promises: ~15 min synthetic run, 3 seeds re-evaluated on 5 fresh ones
     assert config.budget.wall_time == 900.0 and config.budget.proposals == 20
     assert (config.eval.seeds, config.eval.reeval_seeds, config.eval.screen) == (3, 5, True)
-    assert config.eval.baselines == ["dpo", "slic", "ipo", "lrml"] and config.executor.name == "local"
+    assert config.eval.baselines == ("dpo", "slic", "ipo", "lrml") and config.executor.name == "local"
     assert config.train.beta == 0.1 and config.run_dir is None
     assert load_config(None, []).to_dict() == RunConfig().to_dict()  # no file and no override: the defaults
 
@@ -27,7 +27,7 @@ def test_yaml_then_overrides(tmp_path):
     config = load_config(path, ["train.beta=0.2", "proposer.model=my-model", "eval.judge.model=gpt-4o"])
     assert config.train.beta == 0.2
     assert config.train.learning_rate == 5e-7
-    assert config.eval.betas == [0.01, 0.1]
+    assert config.eval.betas == (0.01, 0.1)
     assert config.proposer.model == "my-model"
     assert config.eval.judge.model == "gpt-4o"
     assert config.train.max_length == RunConfig().train.max_length  # untouched defaults survive

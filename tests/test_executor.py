@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from discovery import library
-from discovery.config import ExecutorConfig, load_config
+from discovery.config import ExecutorConfig, load_config, with_values
 from discovery.errors import ConfigError
 from discovery.executors import make_executor, plan_layout
 from discovery.executors.layout import Layout
@@ -51,7 +53,8 @@ def test_unknown_executor_is_a_config_error():
 
 def test_make_executor_refuses_an_unregistered_name():
     config = load_config(None, [])
-    config.executor.name = "slurm"  # past the config's own check: the factory still names what exists
+    config = replace(config, executor=replace(config.executor, name="slurm"))  # past the config's own check:
+    # the factory still names what exists
     with pytest.raises(ConfigError, match="unknown executor 'slurm'"):
         make_executor(config, Layout(1, 1))
 
@@ -79,12 +82,9 @@ def test_local_executor_evaluates_in_parallel_and_reports_failures(small_config)
 
 def test_ray_executor_has_the_same_interface(small_config):
     pytest.importorskip("ray")
-    small_config.executor.name = "ray"
-    try:
-        with make_executor(small_config, Layout(1, 1)) as executor:
-            result = executor.submit(1, library.get("dpo").code, 0, Fidelity()).result(timeout=600)
-    finally:
-        small_config.executor.name = "local"
+    config = with_values(small_config, {"executor.name": "ray"})
+    with make_executor(config, Layout(1, 1)) as executor:
+        result = executor.submit(1, library.get("dpo").code, 0, Fidelity()).result(timeout=600)
     assert result.ok and result.fitness is not None
 
 

@@ -8,7 +8,7 @@ from fixtures_hf import build_model, build_mtbench, build_preferences, build_sft
 from scripted_openai_server import Reply, ScriptedOpenAIServer
 
 from discovery import library
-from discovery.config import from_dict
+from discovery.config import from_dict, with_values
 from discovery.inner_loop import hf_dpo
 from discovery.inner_loop.task import Fidelity, get_task
 
@@ -69,7 +69,7 @@ def make_config(s, tmp_path, dataset="standard", **over):
 def test_full_finetune_then_mtbench_with_a_scripted_judge(stand_ins, tmp_path):
     config = make_config(stand_ins, tmp_path)
     with ScriptedOpenAIServer([Reply(status=429, headers={"retry-after-ms": "10"})], default=rated) as server:
-        config.eval.judge.base_url = server.base_url
+        config = with_values(config, {"eval.judge.base_url": server.base_url})
         task = get_task(config)
         assert task.info().cost_class == "expensive"
         task.prepare()

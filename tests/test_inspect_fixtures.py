@@ -14,7 +14,7 @@ from pathlib import Path
 from discovery import library
 from discovery.archive import Archive, db_path, schema
 from discovery.candidate import Candidate, EvalResult, Origin, Status
-from discovery.config import RunConfig
+from discovery.config import EvalConfig, RunConfig
 
 HEAD = ("def {name}(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, "
         "reference_rejected_logps, beta):\n")
@@ -66,8 +66,7 @@ def _validated(c: Candidate, validated: bool) -> tuple[Candidate, list[float]]:
 
 def build_archive(run_dir: Path, validated: bool = False, finish: bool = True) -> dict[str, int]:
     """A finished run (names -> ids); `finish=False` leaves it as a live run would (no end record)."""
-    config = RunConfig()
-    config.eval.betas = list(BETAS)
+    config = RunConfig(eval=EvalConfig(betas=tuple(BETAS)))
     ids: dict[str, int] = {}
     with Archive.open(run_dir) as archive:
         archive.start_run(config.to_dict(), "synthetic", "key")

@@ -17,7 +17,7 @@ from proposer_support import best_validator
 
 from discovery import library
 from discovery.candidate import Candidate, Origin
-from discovery.config import RunConfig
+from discovery.config import ProposerConfig, RunConfig
 from discovery.inner_loop.task import TaskInfo
 from discovery.proposer import ProposalContext, ProposerError
 from discovery.proposer.accounting import Ledger, PriceTable
@@ -66,8 +66,7 @@ def server(tmp_path: Path, crash: str) -> LlamaCppServer:
 
 def test_start_answer_stop_leaves_no_process(tmp_path):
     srv = server(tmp_path, "never")
-    config = RunConfig()
-    config.proposer.max_fix_attempts = 0
+    config = RunConfig(proposer=ProposerConfig(max_fix_attempts=0))
     client = EmbeddedChatClient(srv, "standin.gguf", **OPTIONS)
     proposer = LlamaCppProposer(srv, client, best_validator(), config.proposer, Ledger(None, None),
                                 PriceTable.build({}, local=True), name="llamacpp")

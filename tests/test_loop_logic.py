@@ -6,6 +6,8 @@ and proposals are scripted (`loop_support.ScriptedProposer`), so each test takes
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from loop_support import TASK, ScriptedProposer, TableExecutor, fast_config, loss_code
 
@@ -64,8 +66,7 @@ def test_proposals_wait_for_the_baselines(tmp_path):
 
 
 def test_proposal_budget_stops_new_proposals(tmp_path):
-    config = fast_config(screen=False, reeval_seeds=0)
-    config.budget.proposals = 3
+    config = fast_config(screen=False, reeval_seeds=0, budget={"proposals": 3})
     names = [f"p{i}" for i in range(10)]
     result, archive, _, proposer = run(tmp_path, config, dict.fromkeys(["dpo", *names], 0.5), names)
     with archive:
@@ -76,9 +77,7 @@ def test_proposal_budget_stops_new_proposals(tmp_path):
 
 @pytest.mark.parametrize("cap, field", [("max_cost_usd", 0.025), ("max_tokens", 250)])
 def test_cost_and_token_caps_stop_after_the_proposal_that_crosses_them(tmp_path, cap, field):
-    config = fast_config(screen=False, reeval_seeds=0)
-    config.budget.proposals = 10
-    setattr(config.budget, cap, field)
+    config = fast_config(screen=False, reeval_seeds=0, budget={"proposals": 10, cap: field})
     names = [f"p{i}" for i in range(10)]
     executor = TableExecutor(dict.fromkeys(["dpo", *names], 0.5), workers=1)
     proposer = ScriptedProposer(names, cost_usd=0.01, tokens=100)
@@ -91,8 +90,7 @@ def test_cost_and_token_caps_stop_after_the_proposal_that_crosses_them(tmp_path,
 
 
 def test_wall_time_stops_before_any_job(tmp_path):
-    config = fast_config(screen=False)
-    config.budget.wall_time = 0.0
+    config = fast_config(screen=False, budget={"wall_time": 0.0})
     result, archive, ex, proposer = run(tmp_path, config, {"dpo": 0.5}, ["a"])
     archive.close()
     assert result.stop_reason == "wall time of 0s used" and ex.jobs == [] and proposer.proposed == []
@@ -119,14 +117,13 @@ def test_a_proposer_error_stops_the_run_with_the_error(tmp_path):
 
 
 def test_resume_requeues_unfinished_candidates_and_runs_only_the_missing_jobs(tmp_path):
-    config = fast_config(screen=False, reeval_seeds=0)
-    config.budget.proposals = 0  # session 1: the baselines only
+    config = fast_config(screen=False, reeval_seeds=0, budget={"proposals": 0})  # session 1: the baselines only
     run(tmp_path, config, {"dpo": 0.5}, [])[1].close()
     with Archive.open(tmp_path) as archive:  # as if session 1 had stopped while "half" was training
         cid = archive.add_candidate(Candidate(name="half", code=loss_code("half"), origin=Origin.LLM,
                                               status=Status.TRAINING), stage="full")
         archive.add_evaluation(cid, EvalResult(seed=0, fitness=0.4))
-    config.budget.proposals = 2
+    config = replace(config, budget=replace(config.budget, proposals=2))
     executor, proposer = TableExecutor({"dpo": 0.5, "half": 0.4, "fresh": 0.45}, workers=1), ScriptedProposer(
         ["half", "fresh"])
     with Archive.open(tmp_path) as archive:
@@ -139,8 +136,7 @@ def test_resume_requeues_unfinished_candidates_and_runs_only_the_missing_jobs(tm
 
 
 def test_a_second_run_takes_the_baselines_from_the_cache_without_training_them(tmp_path):
-    config = fast_config(screen=True, reeval_seeds=0)
-    config.budget.proposals = 0
+    config = fast_config(screen=True, reeval_seeds=0, budget={"proposals": 0})
     executors = []
     for name in ("run1", "run2"):
         cache = BaselineCache(tmp_path / "cache", "synthetic", "k", vars(config.train))

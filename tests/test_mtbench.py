@@ -252,7 +252,7 @@ class _FailingGenerate:
 def test_a_generation_error_is_an_error_answer_not_a_crash(mini, tmp_path):
     from fixtures_hf import build_model
 
-    from discovery.config import from_dict
+    from discovery.config import from_dict, with_values
     from discovery.inner_loop.hf_data import load_policy
     from discovery.mtbench import answers as answers_mod
     from discovery.mtbench.score import score
@@ -262,7 +262,7 @@ def test_a_generation_error_is_an_error_answer_not_a_crash(mini, tmp_path):
                                  "mtbench_backend": "hf",
                                  "judge": {"model": "sj", "cache_dir": str(tmp_path / "j"), "max_retries": 1}}})
     with ScriptedOpenAIServer(default=rate) as server:
-        config.eval.judge.base_url = server.base_url
+        config = with_values(config, {"eval.judge.base_url": server.base_url})
         result = score(config, _FailingGenerate(model), tok, tmp_path / "out")
         judged = [next(m["content"] for m in r["messages"] if m["role"] == "user") for r in server.chat_requests]
     saved = answers_mod.load_saved(tmp_path / "out" / "answers.jsonl", {})

@@ -25,14 +25,9 @@ COST = (1000 * 2.0 + 200 * 8.0) / 1e6  # one invalid answer of 1000 prompt + 200
 
 
 def config_for(server: ScriptedOpenAIServer, **budget):
-    config = fast_config(screen=False)
-    p = config.proposer
-    p.backend, p.base_url, p.model, p.timeout, p.max_retries = "openai", server.base_url, "scripted-model", 5.0, 1
-    p.max_fix_attempts, p.prices = 2, PRICE
-    config.budget.proposals = 3
-    for key, value in budget.items():
-        setattr(config.budget, key, value)
-    return config
+    proposer = {"backend": "openai", "base_url": server.base_url, "model": "scripted-model", "timeout": 5.0,
+                "max_retries": 1, "max_fix_attempts": 2, "prices": PRICE}
+    return fast_config(screen=False, proposer=proposer, budget={"proposals": 3, **budget})
 
 
 def run_loop(config, run_dir, validator=None) -> tuple:

@@ -48,7 +48,7 @@ import torch
 from discovery import library
 from discovery.config import load_config
 from discovery.inner_loop.sweep import interpolate
-from discovery.inner_loop.task import get_task
+from discovery.inner_loop.task import Fidelity, get_task
 from discovery.sandbox.loader import load_loss
 
 GRID = (0.05, 0.1, 0.2, 0.4)
@@ -69,11 +69,11 @@ def _run(instance: int, loss: str | None, beta: float, seed: int = 0) -> tuple[f
     Library code is ours (trusted), so it runs here rather than in the sandbox's isolated child."""
     task = _task(instance)
     torch.set_num_threads(1)
-    task.config.train.beta = beta
+    fidelity = Fidelity(beta=beta)  # this beta instead of train.beta (the config is frozen)
     if loss is None:
-        r = task.evaluate_reference(seed)
+        r = task.evaluate_reference(seed, fidelity)
     else:
-        r = task.evaluate_fn(load_loss(library.get(loss).code), seed)
+        r = task.evaluate_fn(load_loss(library.get(loss).code), seed, fidelity)
     assert r.ok, r.reason
     return r.fitness, r.metrics["kl"], r.metrics["heldout_accuracy"]
 

@@ -9,7 +9,7 @@ from proposer_support import best_validator, local_validate
 
 from discovery import library
 from discovery.candidate import Candidate, Fitness, Origin, Status
-from discovery.config import RunConfig
+from discovery.config import ProposerConfig, RunConfig
 from discovery.inner_loop.task import TaskInfo
 from discovery.proposer import ProposalContext, ProposerError, make_proposer
 from discovery.proposer.client import estimate_tokens
@@ -91,8 +91,7 @@ def context_of(items: list[Candidate]) -> ProposalContext:
 
 
 def prompt_for(window: int, max_tokens: int = 512) -> tuple[str, str]:
-    config = RunConfig()
-    config.proposer.context_window, config.proposer.max_tokens = window, max_tokens
+    config = RunConfig(proposer=ProposerConfig(context_window=window, max_tokens=max_tokens))
     proposer = LLMProposer(None, local_validate, config.proposer, None, None)
     context = context_of(archive())
     system = proposer.system_prompt(TASK)
@@ -126,8 +125,7 @@ def test_replay_proposes_files_in_order_then_stops(tmp_path):
     (tmp_path / "a_first.py").write_text(DPO)
     (tmp_path / "c_broken.py").write_text("def broken(x):\n    return x\n")
     (tmp_path / "notes.txt").write_text("ignored")
-    config = RunConfig()
-    config.proposer.backend, config.proposer.replay_dir = "replay", str(tmp_path)
+    config = RunConfig(proposer=ProposerConfig(backend="replay", replay_dir=str(tmp_path)))
     proposer = make_proposer(config, local_validate)
     context = ProposalContext(task=TASK)
     out = [proposer.propose(context) for _ in range(3)]
@@ -141,15 +139,13 @@ def test_replay_proposes_files_in_order_then_stops(tmp_path):
 
 
 def test_replay_without_a_directory_is_one_clear_error(tmp_path):
-    config = RunConfig()
-    config.proposer.backend, config.proposer.replay_dir = "replay", str(tmp_path / "missing")
+    config = RunConfig(proposer=ProposerConfig(backend="replay", replay_dir=str(tmp_path / "missing")))
     with pytest.raises(ProposerError, match="not a directory"):
         make_proposer(config, local_validate)
 
 
 def test_symbolic_proposals_are_runnable_contract_code_and_new():
-    config = RunConfig()
-    config.proposer.backend = "symbolic"
+    config = RunConfig(proposer=ProposerConfig(backend="symbolic"))
     proposer = make_proposer(config, VALIDATE)
     baselines = [Candidate(name=loss.name, code=loss.code, origin=Origin.LIBRARY) for loss in library.LOSSES]
     context = ProposalContext(task=TASK, baselines=baselines)
@@ -165,8 +161,7 @@ def test_symbolic_proposals_are_runnable_contract_code_and_new():
 
 def test_symbolic_is_deterministic_per_seed_and_needs_no_archive():
     def names(seed):
-        config = RunConfig()
-        config.proposer.backend, config.proposer.seed = "symbolic", seed
+        config = RunConfig(proposer=ProposerConfig(backend="symbolic", seed=seed))
         proposer = make_proposer(config, local_validate)
         return [proposer.propose(ProposalContext(task=TASK)).candidate.code for _ in range(3)]
 
@@ -174,8 +169,7 @@ def test_symbolic_is_deterministic_per_seed_and_needs_no_archive():
 
 
 def test_symbolic_crosses_archive_members():
-    config = RunConfig()
-    config.proposer.backend = "symbolic"
+    config = RunConfig(proposer=ProposerConfig(backend="symbolic"))
     proposer = make_proposer(config, local_validate)
     parents = [scored("alpha", 0.6, 1), scored("beta_loss", 0.6, 2)]
     thoughts = [proposer.propose(ProposalContext(task=TASK, parents=parents)).candidate for _ in range(12)]
@@ -187,8 +181,7 @@ def test_symbolic_crosses_archive_members():
 
 
 def test_unknown_backend_is_one_clear_error():
-    config = RunConfig()
-    config.proposer.backend = "gpt5"
+    config = RunConfig(proposer=ProposerConfig(backend="gpt5"))  # past the config's own check
     with pytest.raises(ProposerError, match="unknown proposer.backend 'gpt5'; available: llamacpp"):
         make_proposer(config, local_validate)
 
@@ -196,8 +189,7 @@ def test_unknown_backend_is_one_clear_error():
 @pytest.mark.parametrize("model", ["/nowhere/model.gguf", "some-org/missing-GGUF:model.gguf"])
 def test_unreachable_local_model_says_how_to_point_at_a_file_or_endpoint(model, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = RunConfig()
-    config.proposer.model = model
+    config = RunConfig(proposer=ProposerConfig(model=model))
     with pytest.raises(ProposerError) as info:
         make_proposer(config, local_validate)
     message = str(info.value)

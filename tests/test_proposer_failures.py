@@ -12,7 +12,7 @@ from scripted_openai_server import Reply, ScriptedOpenAIServer, json_reply
 
 from discovery import library
 from discovery.candidate import Candidate, Fitness, Origin, Status, code_hash
-from discovery.config import RunConfig
+from discovery.config import RunConfig, with_values
 from discovery.inner_loop.task import TaskInfo
 from discovery.proposer import ProposalContext, ProposerError, make_proposer
 from discovery.proposer.novelty import KnownLoss
@@ -25,16 +25,10 @@ VALIDATE = best_validator()  # discovery.sandbox.validate (the stand-in only bef
 
 
 def proposer_for(server: ScriptedOpenAIServer, **overrides):
-    config = RunConfig()
-    config.proposer.backend = "openai"
-    config.proposer.base_url = server.base_url
-    config.proposer.model = "scripted-model"
-    config.proposer.timeout = 5.0
-    config.proposer.max_retries = 2
-    for key, value in overrides.items():
-        section, field = key.split("__")
-        setattr(getattr(config, section), field, value)
-    return make_proposer(config, VALIDATE)
+    values = {"proposer.backend": "openai", "proposer.base_url": server.base_url, "proposer.model": "scripted-model",
+              "proposer.timeout": 5.0, "proposer.max_retries": 2}
+    values.update({key.replace("__", "."): value for key, value in overrides.items()})
+    return make_proposer(with_values(RunConfig(), values), VALIDATE)
 
 
 def context() -> ProposalContext:

@@ -15,7 +15,7 @@ from proposer_support import best_validator
 
 from discovery import library
 from discovery.candidate import Candidate, Origin
-from discovery.config import RunConfig
+from discovery.config import ProposerConfig, RunConfig
 from discovery.inner_loop.task import TaskInfo
 from discovery.proposer import ProposalContext, ProposerError, make_proposer
 from discovery.proposer.llamacpp_server import EmbeddedChatClient, LlamaCppServer
@@ -43,9 +43,8 @@ def gone(pid: int, within: float = 15.0) -> bool:
 
 @pytest.mark.slow  # 1-4 min on a shared 2-core CPU: python -m pytest -m llm tests/test_proposer_llamacpp.py
 def test_cold_start_gives_a_valid_candidate_and_the_server_is_gone_after(test_gguf):
-    config = RunConfig()
-    p = config.proposer
-    p.backend, p.model, p.context_window, p.max_tokens, p.max_fix_attempts = "llamacpp", test_gguf, 2048, 400, 2
+    config = RunConfig(proposer=ProposerConfig(backend="llamacpp", model=test_gguf, context_window=2048,
+                                               max_tokens=400, max_fix_attempts=2))
     baselines = [Candidate(name=n, code=library.get(n).code, origin=Origin.LIBRARY) for n in ("dpo", "slic", "ipo")]
     context = ProposalContext(task=TASK, baselines=baselines)
     proposer = make_proposer(config, best_validator())
@@ -101,8 +100,7 @@ def test_the_default_server_loads_without_weight_repacking_and_answers_the_probe
 
     from discovery.proposer.factory import server_options
 
-    config = RunConfig()
-    config.proposer.context_window = 1024
+    config = RunConfig(proposer=ProposerConfig(context_window=1024))
     server = LlamaCppServer(test_gguf, options=replace(server_options(config.proposer), verbose=True))
     client = EmbeddedChatClient(server, test_gguf, timeout=120.0, max_retries=0, temperature=0.0, max_tokens=64,
                                 response_format="text", seed=0)

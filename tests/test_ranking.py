@@ -11,7 +11,7 @@ from discovery import ranking
 from discovery.archive import Archive
 from discovery.candidate import Candidate, EvalResult, Origin, Status
 from discovery.commands.run_progress import closing_lines, summary_table
-from discovery.config import RunConfig
+from discovery.config import EvalConfig, RunConfig
 from discovery.inner_loop.task import TaskInfo
 from discovery.inspect.best import winner
 from discovery.inspect.views import candidate_rows, sort_rows
@@ -32,9 +32,7 @@ def add(archive: Archive, name: str, values, *, stage: str, status=Status.EVALUA
 
 
 def open_run(tmp_path, reeval_seeds: int = 2) -> tuple[Archive, RunConfig]:
-    config = RunConfig()
-    config.eval.reeval_seeds = reeval_seeds
-    config.eval.heldout_instances = []  # fresh seeds only
+    config = RunConfig(eval=EvalConfig(reeval_seeds=reeval_seeds, heldout_instances=[]))  # fresh seeds only
     archive = Archive.open(tmp_path)
     archive.start_run(config.to_dict(), "synthetic", "k")
     return archive, config

@@ -10,7 +10,7 @@ import torch
 from fixtures_hf import build_model, build_preferences
 
 from discovery import library
-from discovery.config import TrainConfig, from_dict
+from discovery.config import TrainConfig, from_dict, with_values
 from discovery.errors import DiscoveryError
 from discovery.inner_loop import hf_data, recipe
 from discovery.inner_loop.task import Fidelity, get_task
@@ -201,8 +201,7 @@ def test_paper_config_truncates_like_the_paper(stand_ins, tmp_path):
 
 
 def test_the_prepared_revision_is_used_for_training(stand_ins, tmp_path, monkeypatch):
-    config = make_config(stand_ins, tmp_path)
-    config.task.revision = "main"
+    config = with_values(make_config(stand_ins, tmp_path), {"task.revision": "main"})
     task = get_task(config)
     calls = []
     real = hf_data.load_policy
@@ -217,8 +216,7 @@ def test_the_prepared_revision_is_used_for_training(stand_ins, tmp_path, monkeyp
 def test_imdb_reference_and_policy_share_one_device_choice(stand_ins, tmp_path, monkeypatch):
     from discovery.inner_loop.imdb import ImdbTask
 
-    config = make_config(stand_ins, tmp_path)
-    config.task.name = "imdb"
+    config = with_values(make_config(stand_ins, tmp_path), {"task.name": "imdb"})
     task = ImdbTask(config)
     super(ImdbTask, task).prepare()  # the hf_dpo part; the reward model is not needed here
     chosen = []

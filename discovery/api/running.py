@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from discovery.api.reading import Run, open_run
@@ -53,7 +53,7 @@ def run(config: RunConfig | None = None, *, on_event: Callable[[Event], None] | 
     run_dir = Path(config.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     if db_path(run_dir).is_file():
         raise DiscoveryError(f"{run_dir} already holds a run; continue it with discovery.resume({str(run_dir)!r})")
-    config.run_dir = str(run_dir)
+    config = replace(config, run_dir=str(run_dir))
     result, top = execute(config, run_dir, False, _progress(progress), on_event=on_event)
     return RunResult(result, top, open_run(run_dir))
 

@@ -16,13 +16,8 @@ from typing import Any
 
 from discovery.archive.rows import dumps
 from discovery.candidate import EvalResult, code_hash
-from discovery.paths import cache_root
 
 FILE_NAME = "baselines.sqlite"
-
-
-def default_root(cache_dir: str | None) -> Path:
-    return cache_root(cache_dir)
 
 
 class BaselineCache:

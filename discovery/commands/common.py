@@ -19,15 +19,17 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def config_from_args(args: argparse.Namespace, shortcuts: dict[str, str] | None = None) -> RunConfig:
-    """Load --config, apply short flags (dest -> config key) and then --set overrides."""
+def config_from_args(args: argparse.Namespace, shortcuts: dict[str, str] | None = None,
+                     base: RunConfig | None = None) -> RunConfig:
+    """`base` (default: the defaults), then --config, the short flags (dest -> config key) and --set overrides:
+    the one override path (`config.load_config`)."""
     overrides = []
     for dest, key in (shortcuts or {}).items():
         value = getattr(args, dest, None)
         if value is not None:
             overrides.append(f"{key}={json.dumps(value) if not isinstance(value, str) else value}")
     overrides.extend(args.overrides or [])
-    return load_config(args.config, overrides)
+    return load_config(args.config, overrides, base=base)
 
 
 def print_json(data: Any) -> None:

@@ -45,6 +45,7 @@ def start(args):
         raise DiscoveryError("--seeds must be at least 1")
     config = config_from_args(args, SHORTCUTS)
     task = get_task(config)
+    config = task.config  # with the task's own settings (imdb: its policy and scorer)
     prepare_with_progress(task)
     try:
         runner = make_runner(config)

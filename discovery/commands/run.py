@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from discovery import library
 from discovery.archive import Archive, RunDirLock, db_path
-from discovery.archive.baseline_cache import BaselineCache, default_root
+from discovery.archive.baseline_cache import BaselineCache
 from discovery.commands.common import add_config_args, config_from_args
-from discovery.config import RunConfig, from_dict, parse_override, read_yaml
+from discovery.config import RunConfig, from_dict
 from discovery.errors import ConfigError, DiscoveryError
+from discovery.paths import cache_root
 
 SHORTCUTS = {  # flag dest -> config key
     "task": "task.name", "proposer": "proposer.backend", "model": "proposer.model", "proposals": "budget.proposals",
@@ -57,43 +58,15 @@ def stored_config(run_dir: Path) -> RunConfig:
 
 def resolve(args) -> tuple[RunConfig, Path, bool]:
     """(config, run_dir, resuming) from the flags; a resumed run keeps its stored config plus overrides."""
-    if args.resume:
+    if args.resume:  # the stored config, then --config FILE, the short flags and --set on top
         run_dir = Path(args.resume)
-        config = _with_overrides(stored_config(run_dir), args)
-        return config, run_dir, True
+        return config_from_args(args, SHORTCUTS, base=stored_config(run_dir)), run_dir, True
     config = config_from_args(args, SHORTCUTS)
     run_dir = Path(args.run_dir or config.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     if db_path(run_dir).is_file():
         raise DiscoveryError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                              "or choose another --run-dir")
-    config.run_dir = str(run_dir)
-    return config, run_dir, False
-
-
-def _with_overrides(base: RunConfig, args) -> RunConfig:
-    """The stored config, then --config FILE, then the short flags and --set on top."""
-    data = base.to_dict()
-    if args.config:
-        _deep_update(data, read_yaml(args.config))
-    overrides = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
-                 for dest, k in SHORTCUTS.items() if (v := getattr(args, dest, None)) is not None]
-    for text in overrides + list(args.overrides or []):
-        keys, value = parse_override(text)
-        node = data
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"cannot set '{'.'.join(keys)}': '{key}' is not a section")
-        node[keys[-1]] = value
-    return from_dict(data)
-
-
-def _deep_update(into: dict, new: dict) -> None:
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _deep_update(into[key], value)
-        else:
-            into[key] = value
+    return replace(config, run_dir=str(run_dir)), run_dir, False
 
 
 def check(config: RunConfig) -> None:
@@ -196,6 +169,7 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, progress, announce,
 
     log = logging.getLogger("discovery.run")
     task = get_task(config)
+    config = task.config  # with the task's own settings (imdb: its policy and scorer): stored, sent to workers
     announce(f"task {config.task.name}: preparing (cached after the first run)...")
     task.prepare(None)
     for instance in heldout_instances(config):  # where a winner is confirmed (eval.heldout_instances)
@@ -216,7 +190,7 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, progress, announce,
     if any(p.backend == "llamacpp" for p in llm_configs(config.proposer)):  # fail fast: one token now
         announce(f"proposer {config.proposer.backend}: checking that the LLM answers...")
         proposer.probe()
-    cache = BaselineCache(default_root(config.task.cache_dir), config.task.name, task.cache_key(),
+    cache = BaselineCache(cache_root(config.task.cache_dir), config.task.name, task.cache_key(),
                           {**config.train.__dict__, **task.score_key()})  # (the judge too: no stale scores)
     stack.callback(cache.close)
     progress = stack.enter_context(progress)

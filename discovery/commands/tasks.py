@@ -7,6 +7,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from discovery.commands.common import add_config_args, config_from_args, print_json
+from discovery.config import with_values
 from discovery.errors import DiscoveryError
 
 
@@ -41,8 +42,7 @@ def prepare_with_progress(task, console: Console | None = None) -> None:
 def _describe(name: str, args) -> dict:
     from discovery.inner_loop.task import get_task
 
-    config = config_from_args(args)
-    config.task.name = name
+    config = with_values(config_from_args(args), {"task.name": name})
     try:
         task = get_task(config)
         info = task.info()
@@ -80,8 +80,7 @@ def run_prepare(args) -> int:
 
     if args.name not in TASKS:
         raise DiscoveryError(f"unknown task '{args.name}'; available: {', '.join(sorted(TASKS))}")
-    config = config_from_args(args)
-    config.task.name = args.name
+    config = with_values(config_from_args(args), {"task.name": args.name})
     task = get_task(config)
     prepare_with_progress(task)
     where = getattr(task, "path", None)

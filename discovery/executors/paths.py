@@ -8,8 +8,8 @@ bubblewrap binds the whole filesystem read-only except its scratch and output di
 
 from __future__ import annotations
 
-import copy
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from discovery.config import RunConfig
@@ -36,13 +36,10 @@ def hf_env() -> dict[str, str]:
 
 
 def for_worker(config: RunConfig) -> RunConfig:
-    """A copy of `config` whose paths do not depend on the worker's HOME (task.cache_dir made absolute)."""
-    worker = copy.deepcopy(config)
-    worker.task.cache_dir = str(task_cache_root(config))
-    for key in ("mtbench_dir",):
-        if worker.task.options.get(key):
-            worker.task.options[key] = str(Path(worker.task.options[key]).expanduser().absolute())
-    return worker
+    """`config` with paths that do not depend on the worker's HOME (task.cache_dir made absolute): a new config."""
+    options = {key: str(Path(value).expanduser().absolute()) if key in ("mtbench_dir",) and value else value
+               for key, value in config.task.options.items()}
+    return replace(config, task=replace(config.task, cache_dir=str(task_cache_root(config)), options=options))
 
 
 def readable(config: RunConfig) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from discovery import __version__
 from discovery.archive import Archive, CandidateSummary
 from discovery.archive.store import environment_versions
 from discovery.inspect.views import jsonable, per_beta, train_beta
+from discovery.stats import fitness_text
 
 CONFIG_SECTIONS = ("task", "train", "eval", "sandbox")  # the parts of the run config that define the score
 
@@ -76,13 +77,12 @@ def _iso(t: float | None) -> str | None:
 
 
 def fitness_line(fitness: dict[str, Any]) -> str:
+    """`stats.fitness_text` (as every view writes it), then the interval, the seeds (x betas) and the fidelity."""
     if fitness.get("mean") is None:
         return "not scored"
     low, high = fitness.get("ci_low"), fitness.get("ci_high")
-    if low is None or high is None or not math.isfinite(high - low):
-        ci = "no CI (one seed)"
-    else:
-        ci = f"± {(high - low) / 2:.4f} (95% CI [{low:.4f}, {high:.4f}], Student t)"
+    has_ci = low is not None and high is not None and math.isfinite(high - low)
+    ci = f"95% CI [{low:.4f}, {high:.4f}], Student t, " if has_ci else ""
     over = f"seeds {fitness['seeds']}" + (f" x betas {fitness['betas']}" if fitness.get("betas") else "")
-    return (f"{fitness['mean']:.4f} {ci}, n = {fitness['n']} evaluations ({over}) "
+    return (f"{fitness_text(fitness['mean'], low, high, fitness['n'])}: {ci}evaluations over {over} "
             f"at {fitness['fidelity']} fidelity")

@@ -43,11 +43,17 @@ class ImdbTask(HFDPOTask):
     name = "imdb"
 
     def __init__(self, config: RunConfig):
-        if not config.task.model:
-            config.task.model = "lvwerra/gpt2-imdb"
-        config.task.options = {**config.task.options, "scorer": "heldout"}
+        config = self.resolved(config)
         super().__init__(config)
         self.opts = {**DEFAULTS, **{k: v for k, v in config.task.options.items() if k in DEFAULTS}}
+
+    @staticmethod
+    def resolved(config: RunConfig) -> RunConfig:
+        """`config` with this task's settings (a new config): the gpt2-imdb policy unless task.model is set, and
+        the held-out scorer (the reward model scores the frontier; MT-Bench does not apply)."""
+        task = replace(config.task, model=config.task.model or "lvwerra/gpt2-imdb",
+                       options={**config.task.options, "scorer": "heldout"})
+        return replace(config, task=task)
 
     def info(self) -> TaskInfo:
         return TaskInfo(
