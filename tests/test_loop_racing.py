@@ -120,3 +120,24 @@ def test_a_stored_reeval_stage_is_not_confirmed_when_the_run_has_held_out_instan
 def test_racing_and_held_out_settings_are_checked(overrides, message):
     with pytest.raises(ConfigError, match=message):
         from_dict(overrides)
+
+
+@pytest.mark.slow
+def test_a_held_out_job_trains_on_the_other_instance_in_the_real_worker():
+    """The warm worker preloads the held-out instance; a job naming it trains there (another fitness)."""
+    from discovery import library
+    from discovery.config import load_config
+    from discovery.executors import make_executor
+    from discovery.executors.plan import heldout_instances, instance_config
+    from discovery.inner_loop.task import Fidelity, get_task
+
+    config = load_config(None, ["executor.workers=1", "train.max_steps=8", "eval.heldout_instances=[1]"])
+    for c in [config, *(from_dict(instance_config(config.to_dict(), k)) for k in heldout_instances(config))]:
+        get_task(c).prepare(None)
+    code = library.get("dpo").code
+    with make_executor(config) as executor:
+        own = executor.submit(0, code, 0, Fidelity(name="full", beta=0.1)).result()
+        other = executor.submit(0, code, 0, Fidelity(name="heldout-1", beta=0.1, instance=1)).result()
+        again = executor.submit(0, code, 0, Fidelity(name="full", beta=0.1)).result()
+    assert own.ok and other.ok and other.fidelity == "heldout-1"
+    assert own.fitness == again.fitness != other.fitness  # same seed, same instance: the same; instance 1: not

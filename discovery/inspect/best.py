@@ -35,6 +35,9 @@ def winner(archive: Archive, include_baselines: bool = False,
     if not ranked:
         return None
     rule = ("best by the lower 95% confidence bound of fitness among proposals that completed re-evaluation "
+            "on fresh seeds and beat or tied DPO on the held-out task instances (eval.heldout_instances)"
+            if needs_reeval == ranking.HELDOUT else
+            "best by the lower 95% confidence bound of fitness among proposals that completed re-evaluation "
             "on fresh seeds" if needs_reeval else
             "best by the lower 95% confidence bound of fitness at full fidelity (this run did not re-evaluate: "
             "eval.reeval_seeds = 0)")

@@ -50,7 +50,8 @@ def report_context(archive: Archive, run_dir: str, curves: int, runner=None) -> 
     curve_set = sandbox_curves(with_dpo({_label(r): archive.candidate(r.id).code for r in top}), beta, runner) \
         if curves > 0 else CurveSet()
     calls = archive.llm_calls()
-    frontier_points = _frontier(archive, rows, top, beta) if len(config.get("eval", {}).get("betas") or []) > 1 else {}
+    frontier_points = _frontier(archive, rows, _curve_candidates(archive, rows, FRONTIER_CANDIDATES), beta) \
+        if len(config.get("eval", {}).get("betas") or []) > 1 else {}
     return {
         "run_dir": run_dir, "info": info, "version": __version__, "beta": beta,
         "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -69,6 +70,9 @@ def report_context(archive: Archive, run_dir: str, curves: int, runner=None) -> 
         **table_context(sort_rows(rows, "fitness", archive.needs_reeval())),  # paged: see inspect/table.py
         "config_text": _config_text(config),
     }
+
+
+FRONTIER_CANDIDATES = 5  # proposals whose reward-KL frontier is drawn beside the baselines' (DPO's dashed)
 
 
 def _label(r: CandidateRow) -> str:
