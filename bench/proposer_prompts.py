@@ -73,6 +73,7 @@ def run(args) -> dict:
                                      "n_threads": args.threads, "max_fix_attempts": args.fix,
                                      "timeout": args.timeout}})
     ctx, library_prints = context(validate)
+    library_names = {c.fingerprint: c.name for c in ctx.baselines}
     rows = []
     with make_proposer(config, validate) as proposer:
         for i in range(args.n):
@@ -85,7 +86,9 @@ def run(args) -> dict:
                    "operator": diag.get("operator", "full"), "attempts": len(proposal.attempts),
                    "tokens": sum(call.prompt_tokens + call.completion_tokens for call in proposal.calls),
                    "completion_tokens": sum(call.completion_tokens for call in proposal.calls),
-                   "seconds": time.monotonic() - t0, "name": c.name, "reason": c.reason[:160]}
+                   "seconds": time.monotonic() - t0, "name": c.name, "reason": c.reason[:160],
+                   "same_as": library_names.get(c.fingerprint, "") if proposal.valid else "",
+                   "first_try": f"{proposal.attempts[0].verdict}: {proposal.attempts[0].reason[:160]}"}
             rows.append(row)
             print(f"  [{i + 1}/{args.n}] {json.dumps(row)}", flush=True)
     return {"label": args.label, "n": args.n, "rows": rows}
