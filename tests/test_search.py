@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import re
+from types import SimpleNamespace
 
 import pytest
 from loop_support import TASK, ScriptedProposer, TableExecutor, loss_code
@@ -23,7 +24,7 @@ from discovery.errors import ConfigError
 from discovery.islands import Islands, island_of, migrates
 from discovery.loop import DiscoveryLoop
 from discovery.proposer import make_proposer
-from discovery.proposer.bandit import UCB1, ArmStats, Outcome, Thompson, tally
+from discovery.proposer.bandit import UCB1, ArmStats, Outcome, Thompson, outcomes, tally
 from discovery.proposer.base import ProposalContext
 from discovery.proposer.ensemble import EnsembleProposer
 from discovery.proposer.symbolic import SymbolicProposer
@@ -98,6 +99,21 @@ def test_ucb1_tries_every_model_then_prefers_the_one_whose_proposals_paid():
     # proposals in flight count as tried: a model with many unsettled ones stops being favoured
     busy = tally(["a", "b"], [Outcome("a", True, 1.0), Outcome("b", True, 0.0)], {"a": 30})
     assert ucb.choose(busy, rng) == "b"
+
+
+def test_a_proposal_pays_when_it_beats_its_parents_at_full_fidelity():
+    def row(cid, mean, status=Status.EVALUATED, fidelity="full", parents=(), model="m", origin=Origin.LLM):
+        c = Candidate(name=f"c{cid}", code="", id=cid, status=status, parent_ids=parents, model=model, origin=origin)
+        return SimpleNamespace(candidate=c, mean=mean, fidelity=fidelity, is_baseline=origin == Origin.LIBRARY)
+
+    rows = [row(1, 0.50, model="", origin=Origin.LIBRARY),  # dpo: the bar of a proposal without parents
+            row(2, 0.55), row(3, 0.45),  # beat dpo / did not
+            row(4, 0.60, parents=(2,)), row(5, 0.54, parents=(2,)),  # beat its parent / did not
+            row(6, 0.90, fidelity="screen"), row(7, None, Status.INVALID), row(8, None, Status.TRAINING),
+            row(9, 0.99, origin=Origin.SYMBOLIC, model="")]  # no model: not the bandit's
+    got = outcomes(rows)
+    assert [(o.settled, o.reward) for o in got] == [(True, 1.0), (True, 0.0), (True, 1.0), (True, 0.0),
+                                                      (True, 0.0), (True, 0.0), (False, 0.0)]
 
 
 def test_thompson_mostly_draws_the_model_that_paid():
