@@ -213,7 +213,7 @@ class EvalConfig(_Section):
     racing: Literal["off", "paired_t"] = "paired_t"
     racing_first_seeds: int = 2
     # task instances (task.options.seed) the re-evaluated winner must also beat or tie DPO on (synthetic task)
-    heldout_instances: tuple[int, ...] = (1,)
+    heldout_instances: tuple[int, ...] = ()
     duplicate_distance: float = 1e-3  # gradient-probe distance under which a proposal duplicates a stored loss
     # library losses evaluated in the same harness at the start of every run (cached per task config)
     baselines: tuple[str, ...] = ("dpo", "slic", "ipo", "lrml")

@@ -24,7 +24,8 @@ CODES = {
     "smooth_hinge": "import torch.nn.functional as F\n\n\n" + HEAD.format(name="smooth_hinge") + MARGIN
     + "    return -F.logsigmoid(beta * margin) + 0.1 * F.relu(1 - beta * margin)\n",
     "log_cosh": "import torch\n\n\n" + HEAD.format(name="log_cosh") + MARGIN
-    + "    z = beta * margin - 1.0\n    return torch.log(torch.cosh(z)) - 0.5 * torch.tanh(beta * margin)\n",
+    + "    z = torch.abs(beta * margin - 1.0)\n"  # log cosh z, finite at any margin
+    + "    return z + torch.log1p(torch.exp(-2.0 * z)) - 0.6931471805599453 - 0.5 * torch.tanh(beta * margin)\n",
     "screened_out": "import torch.nn.functional as F\n\n\n" + HEAD.format(name="screened_out") + MARGIN
     + "    return F.softplus(-2.0 * beta * margin)\n",
     "diverges": "import torch\n\n\n" + HEAD.format(name="diverges") + MARGIN
