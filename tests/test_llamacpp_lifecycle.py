@@ -6,6 +6,7 @@ the place of llama_cpp.server, so everything up to the process edge is the produ
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -179,7 +180,7 @@ def test_the_default_server_settings():
     assert flags["--use_extra_bufts"] == "False" and flags["--logits_all"] == "False"
     assert flags["--n_threads"] == flags["--n_threads_batch"] == str(max(1, usable_cores() // 2))
     assert "--draft_model" not in flags
-    p.cpu_repack, p.draft_tokens, p.n_threads = True, 8, 3
+    p = dataclasses.replace(p, cpu_repack=True, draft_tokens=8, n_threads=3)
     flags = dict(zip(*[iter(server_options(p).arguments())] * 2, strict=True))
     assert flags["--use_extra_bufts"] == "True" and flags["--n_threads"] == "3"
     # llama-cpp-python sizes its logits buffer by the flag, yet a draft model needs every token's logits
