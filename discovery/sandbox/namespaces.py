@@ -28,7 +28,7 @@ def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _map_self(uid: int, gid: int) -> None:
+def map_self(uid: int, gid: int) -> None:
     """In a fresh user namespace: the same uid/gid inside as outside (needed before anything runs there)."""
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         try:
@@ -44,7 +44,7 @@ def _unshare(libc) -> bool:
     uid, gid = os.getuid(), os.getgid()
     if libc.unshare(CLONE_NEWUSER | NAMESPACES) != 0:
         return False
-    _map_self(uid, gid)
+    map_self(uid, gid)
     return True
 
 

@@ -37,12 +37,7 @@ def own_network_namespace() -> bool:
         uid, gid = os.getuid(), os.getgid()
         if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
             return False
-        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-            try:
-                with open(f"/proc/self/{name}", "w") as fh:
-                    fh.write(text)
-            except OSError:
-                pass
+        namespaces.map_self(uid, gid)
         return True
     except OSError:
         return False
