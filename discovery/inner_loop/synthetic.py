@@ -29,13 +29,14 @@ from discovery.paths import cache_root
 
 DESCRIPTION = (
     "A small causal language model (a tiny Llama) was fine-tuned on a hidden language and is now preference-"
-    "tuned on pairs of its own completions, labelled by noisy comparisons of a hidden reward. The reward favours "
-    "some words over others but also requires the completion to stay fluent in the hidden language; the "
-    "reference model is the fine-tuned starting point. The loss must raise the reward of completions while "
-    "staying close enough to the reference to remain fluent."
+    "tuned on pairs of its own completions, labelled by noisy comparisons of a hidden reward (some labels are "
+    "flipped, some pairs are near-ties). The reference model is the fine-tuned starting point. The loss sees "
+    "each pair only through the policy's and the reference's log-probs; it must raise the hidden reward of the "
+    "policy's completions by how it turns each pair's preference margin into a training signal."
 )
-FITNESS = ("mean gold reward (word valence + fluency under the hidden language) of completions sampled from "
-           "the trained policy on held-out prompts; higher is better")
+# no "fluency" wording: it invited terms on the raw log-probs that train too conservatively (issue 17)
+FITNESS = ("mean hidden (gold) reward of completions sampled from the trained policy on held-out prompts; "
+           "higher is better")
 
 
 @dataclass
