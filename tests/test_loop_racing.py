@@ -7,6 +7,8 @@ re-evaluation on fresh seeds and beating or tying DPO on each held-out task inst
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from loop_support import TASK, ScriptedProposer, TableExecutor, fast_config
 
@@ -141,3 +143,36 @@ def test_a_held_out_job_trains_on_the_other_instance_in_the_real_worker():
         again = executor.submit(0, code, 0, Fidelity(name="full", beta=0.1)).result()
     assert own.ok and other.ok and other.fidelity == "heldout-1"
     assert own.fitness == again.fitness != other.fitness  # same seed, same instance: the same; instance 1: not
+
+
+
+def at_best_beta(by: float, best: float | None, wobble: float = 0.004):
+    """`shifted(by)` at beta `best`, 0.1 lower at every other beta of the grid (its temperature, not its shape)."""
+    inner = shifted(by, wobble=wobble)
+    return lambda seed, fidelity: inner(seed, fidelity) - (0.0 if fidelity.beta == best else 0.1)
+
+
+@pytest.mark.parametrize("betas", [(), (0.05, 0.1, 0.2)])
+def test_racing_stops_a_proposal_clearly_worse_than_the_incumbent_and_lets_a_better_one_through(tmp_path, betas):
+    """Session 1 confirms `good` (the incumbent). Session 2: `middling` beats DPO on every seed but is clearly
+    below `good`: stopped after the first rung ("below the incumbent"); `better` beats `good`: every rung, fresh
+    seeds, called best. On a beta grid each loss is scored at its own best beta (a different one for each)."""
+    config = racing_config(heldout_instances=[], betas=betas, budget={"proposals": 1})
+    grid = betas or (None,)
+    table = {"dpo": at_best_beta(0.0, grid[1 % len(grid)]), "good": at_best_beta(+0.2, grid[0]),
+             "middling": at_best_beta(+0.05, grid[-1]), "better": at_best_beta(+0.4, grid[-1])}
+    first, archive, _ = run(tmp_path, config, table, ["good"])
+    archive.close()
+    assert first.best.candidate.name == "good"
+    config = replace(config, budget=replace(config.budget, proposals=3))
+    executor = TableExecutor(table, workers=1)
+    with Archive.open(tmp_path) as archive:
+        result = DiscoveryLoop(config, archive, TASK, ScriptedProposer(["good", "middling", "better"]), executor,
+                               TopKRecent()).run()
+        s = {x.candidate.name: x for x in archive.summaries()}
+        assert sorted(executor.seeds_of("middling")) == sorted([0, 1] * len(grid))  # the first rung, every beta
+        assert s["middling"].stage == "full"
+        assert "raced out after 2 of 8 seeds: below the incumbent" in s["middling"].candidate.reason
+        assert sorted(set(executor.seeds_of("better"))) == list(range(10))  # rungs 2, 4, 8, then 2 fresh seeds
+        assert len([x for x in executor.seeds_of("better") if x < 8]) == 8 * len(grid)  # re-evaluation: its best beta
+        assert s["better"].stage == "reeval" and result.best.candidate.name == "better"
