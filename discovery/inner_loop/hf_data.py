@@ -45,6 +45,18 @@ def load_split(name: str, split: str, max_samples: int | None = None, revision: 
     return ds
 
 
+# TRL 1.16 tokenizes preference pairs only inside DPOTrainer (no public function): tokenize_pairs calls its
+# private DPOTrainer._prepare_dataset unbound, `self` and `args` replaced by the stand-ins below.
+# tests/test_trl_canary.py reads these very objects, checks the hook reads nothing else, and tokenizes two
+# pairs through this path.
+def trl_stand_ins(tokenizer, num_proc: int | None = None) -> tuple[SimpleNamespace, SimpleNamespace]:
+    """(self, args) for the unbound DPOTrainer._prepare_dataset call: only what that hook reads. max_length=None
+    so TRL drops nothing (recipe.truncate_pair cuts afterwards)."""
+    owner = SimpleNamespace(_tokenizer=tokenizer)
+    args = SimpleNamespace(dataset_num_proc=num_proc, max_length=None, truncation_mode="keep_start")
+    return owner, args
+
+
 def tokenize_pairs(dataset, tokenizer, max_length: int | None, num_proc: int | None = None,
                    max_prompt_length: int | None = None, truncation_mode: str = "keep_end"):
     """prompt_ids/chosen_ids/rejected_ids exactly as TRL's DPOTrainer makes them (standard or conversational),
@@ -53,8 +65,7 @@ def tokenize_pairs(dataset, tokenizer, max_length: int | None, num_proc: int | N
 
     from discovery.inner_loop.recipe import truncate_pair
 
-    owner = SimpleNamespace(_tokenizer=tokenizer)
-    args = SimpleNamespace(dataset_num_proc=num_proc, max_length=None, truncation_mode="keep_start")
+    owner, args = trl_stand_ins(tokenizer, num_proc)
     keep = [c for c in dataset.column_names if c in ("prompt", "chosen", "rejected", "messages")]
     ds = DPOTrainer._prepare_dataset(owner, dataset.select_columns(keep) if keep else dataset, tokenizer, args,
                                      "preference")
