@@ -1,0 +1,246 @@
+"""The evaluation stages of the loop: each candidate's jobs planned, dispatched and collected, and what follows
+each stage (the promotion / re-evaluation / confirmation decisions).
+
+    baseline ............................................ evaluated
+    screen --(top eval.promote_fraction)--> full --(racing rungs: more | stop)--> (may be the best?) reeval
+      --(eval.heldout_instances, may be the best?)--> heldout --(beats or ties DPO)--> evaluated, stage heldout
+                                                               (else: evaluated, back to stage reeval)
+
+A stage's jobs are the plan's (`executors.plan`) minus what the archive already holds (and, for baselines,
+what the baseline cache holds), so a resumed run only runs what is missing. A failed seed fails the candidate;
+when every baseline failed the harness is broken and `on_error` stops the run. `best` is the loop's
+`DiscoveryLoop.best` (`discovery.ranking`): who a proposal has to beat to be worth confirming or racing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import replace
+
+from discovery import racing, ranking
+from discovery.archive import Archive, CandidateSummary
+from discovery.archive.baseline_cache import BaselineCache
+from discovery.candidate import EvalResult, Status
+from discovery.config import RunConfig
+from discovery.executors import Executor
+from discovery.executors.plan import (
+    FULL,
+    HELDOUT,
+    REEVAL,
+    SCREEN,
+    Job,
+    baseline_jobs,
+    heldout_instances,
+    stage_jobs,
+)
+from discovery.inner_loop.sweep import sweep_fitness
+from discovery.loop_budget import every_baseline_failed
+
+BASELINE = "baseline"
+
+
+class Stages:
+    """Owns the jobs (pending, running, what each candidate's stage still waits for) and the stage decisions."""
+
+    def __init__(self, config: RunConfig, archive: Archive, executor: Executor | None, cache: BaselineCache | None,
+                 best: Callable[[], CandidateSummary | None], log: Callable[[str], None],
+                 on_error: Callable[[str], None]):
+        self.config, self.archive, self.executor, self.cache = config, archive, executor, cache
+        self.best, self.log, self.on_error = best, log, on_error
+        self.pending: deque[Job] = deque()
+        self.running: dict[Future, Job] = {}
+        self.stage_total: dict[int, int] = {}  # jobs of the stage a candidate is in
+        self.remaining: dict[int, set] = {}  # job keys the candidate's stage still waits for
+        self.baseline_ids: set[int] = set()
+        self.rung: dict[int, int] = {}  # racing: the full seeds a proposal has been given so far
+
+    # ---------------------------------------------------------------- what the loop asks
+
+    def busy(self) -> bool:
+        return bool(self.running or self.pending)
+
+    def baselines_busy(self) -> bool:
+        return any(j.candidate_id in self.baseline_ids for j in [*self.pending, *self.running.values()])
+
+    def baselines_done(self) -> int:
+        return sum(1 for b in self.baseline_ids if b not in self.remaining)
+
+    def in_flight(self) -> list[tuple[int, str, str, int, int]]:
+        """(id, name, stage, jobs done, jobs of the stage) of every candidate with a stage in progress."""
+        rows = []
+        for cid, left in self.remaining.items():
+            total = self.stage_total.get(cid, 0)
+            rows.append((cid, self.archive.candidate(cid).name, self.archive.stage(cid), total - len(left), total))
+        return rows
+
+    # ---------------------------------------------------------------- jobs
+
+    def enter(self, cid: int, stage: str) -> None:
+        """Start `stage` for candidate `cid`: queue its missing jobs (finish it at once when none are)."""
+        jobs = self._plan(cid, stage)
+        have = {(c, *self._key(e.result.seed, e.result.fidelity, e.result.beta))
+                for c in {j.candidate_id for j in jobs} for e in self.archive.evaluations(c)}
+        missing = [j for j in jobs if self._job_key(j) not in have]
+        if self.cache is not None:
+            for job in [j for j in missing if j.candidate_id in self.baseline_ids]:
+                hit = self.cache.get(self._code(job.candidate_id), job.seed, job.fidelity.name, self._beta(job))
+                if hit is not None:
+                    self.archive.add_evaluation(job.candidate_id, hit)
+                    missing.remove(job)
+        if self.archive.stage(cid) != stage:
+            self.archive.transition(cid, self.archive.candidate(cid).status, stage=stage)
+        self.stage_total[cid] = len(jobs)
+        self.remaining[cid] = {self._job_key(j) for j in missing}
+        if not missing:
+            self._finish(cid, stage)
+        else:
+            self.pending.extend(missing)
+
+    def dispatch(self, drop_pending: bool = False) -> None:
+        """Submit pending jobs while workers are free; `drop_pending` (wall time used) drops them instead."""
+        if drop_pending:
+            self.pending.clear()
+        while self.pending and len(self.running) < self.executor.workers:
+            job = self.pending.popleft()
+            if self.archive.candidate(job.candidate_id).status == Status.QUEUED:
+                self.archive.transition(job.candidate_id, Status.TRAINING)
+            future = self.executor.submit(job.candidate_id, self._code(job.candidate_id), job.seed, job.fidelity)
+            self.running[future] = job
+
+    def collect(self, future: Future) -> None:
+        """A submitted job came back: store its result; finish the owner's stage when it was the last job."""
+        job = self.running.pop(future)
+        try:
+            result: EvalResult = future.result()
+        except Exception as exc:  # the executor itself failed (not the candidate): retry on resume
+            self.log(f"evaluation of #{job.candidate_id} seed {job.seed} lost: {exc}")
+            return
+        cid = job.candidate_id
+        if not self.archive.add_evaluation(cid, result):
+            self.archive.log_event("repeated", f"seed {job.seed} {job.fidelity.name} was already stored", cid)
+        if cid in self.baseline_ids and self.cache is not None:
+            self.cache.put(self._code(cid), result, self._beta(job))
+        owner = cid if job.owner is None else job.owner
+        self.remaining[owner].discard(self._job_key(job))
+        if not self.remaining[owner]:
+            self._finish(owner, self.archive.stage(owner))
+
+    def _plan(self, cid: int, stage: str) -> list[Job]:
+        """The stage's jobs: racing gives a proposal's full stage its current rung of seeds; the held-out stage
+        adds DPO's jobs on the same seeds and instances (run once, then stored and cached)."""
+        if stage == BASELINE:
+            return baseline_jobs(self.config, cid)
+        if stage == FULL and self._races(cid):
+            done = {e.result.seed for e in self.archive.evaluations(cid, FULL)
+                    if e.result.seed < self.config.seed + self.config.eval.seeds}
+            n = racing.next_rung(max(0, len(done) - 1), self.config.eval.racing_first_seeds, self.config.eval.seeds)
+            self.rung[cid] = max(n, self.rung.get(cid, 0))
+            return stage_jobs(self.config, cid, FULL, seeds=self.rung[cid])
+        jobs = stage_jobs(self.config, cid, stage, self._sweep_beta(cid) if stage == REEVAL else None)
+        dpo = self.dpo_id()
+        if stage == HELDOUT and dpo is not None:
+            jobs += [replace(j, candidate_id=dpo, owner=cid) for j in stage_jobs(self.config, dpo, HELDOUT)]
+        return jobs
+
+    # ---------------------------------------------------------------- decisions after a stage
+
+    def _finish(self, cid: int, stage: str) -> None:
+        self.remaining.pop(cid, None)
+        failed = [e.result for e in self.archive.evaluations(cid) if not e.result.ok]
+        if failed:
+            reason = f"{failed[0].fidelity} seed {failed[0].seed}: {failed[0].reason or 'no fitness'}"
+            self.archive.transition(cid, Status.FAILED, reason, stage=stage)
+            if cid in self.baseline_ids:
+                self._check_baselines()
+            return
+        if stage == FULL and self._races(cid) and self._next_rung(cid):
+            return
+        if stage == SCREEN and not self._promoted(cid):
+            self.archive.transition(cid, Status.EVALUATED, "screened; not in the top fraction", stage=stage)
+        elif stage == SCREEN:
+            self.enter(cid, FULL)
+        elif stage == FULL and self.config.eval.reeval_seeds > 0 and self._may_be_best(cid):
+            self.enter(cid, REEVAL)
+        elif stage == REEVAL and heldout_instances(self.config) and self._may_be_best(cid):
+            self.enter(cid, HELDOUT)
+        elif stage == HELDOUT:
+            self._finish_heldout(cid)
+        else:
+            self.archive.transition(cid, Status.EVALUATED, stage=stage)
+
+    def _next_rung(self, cid: int) -> bool:
+        """Racing after a rung of full seeds: True when it decided (stopped the proposal or queued the next
+        rung); False when every rung is done and the usual decisions follow (`discovery.racing`)."""
+        best = self.best()
+        n = self.rung.get(cid, self.config.eval.seeds)
+        verdict = racing.race(self.archive, self.config, cid, n, self.dpo_id(), best.id if best else None)
+        if verdict.action == racing.STOP:
+            self.archive.transition(cid, Status.EVALUATED, verdict.reason, stage=FULL)
+            self.log(f"#{cid} {verdict.reason}")
+        elif verdict.action == racing.MORE:
+            self.rung[cid] = racing.next_rung(n, self.config.eval.racing_first_seeds, self.config.eval.seeds)
+            self.enter(cid, FULL)
+        return verdict.action != racing.DONE
+
+    def _finish_heldout(self, cid: int) -> None:
+        """Called best only after beating or tying DPO on every held-out instance; else back to `reeval`."""
+        verdict = racing.heldout(self.archive, self.config, cid, self.dpo_id(), heldout_instances(self.config))
+        stage = HELDOUT if verdict.action == racing.DONE else REEVAL
+        self.archive.transition(cid, Status.EVALUATED, verdict.reason, stage=stage)
+        self.log(f"#{cid} {verdict.reason}")
+
+    def _check_baselines(self) -> None:
+        """Every baseline failed: the harness is broken (judge, data, limits), not the losses; stop with an error."""
+        message = every_baseline_failed([self.archive.candidate(b) for b in sorted(self.baseline_ids)])
+        if message:
+            self.pending.clear()
+            self.on_error(message)
+
+    def _promoted(self, cid: int) -> bool:
+        """In the top `eval.promote_fraction` of everything screened so far (baselines included)."""
+        by_cand: dict[int, list[float]] = {}
+        for e in self.archive.evaluations(fidelity=SCREEN):
+            if e.result.ok and e.result.fitness is not None:
+                by_cand.setdefault(e.candidate_id, []).append(e.result.fitness)
+        means = {k: sum(v) / len(v) for k, v in by_cand.items()}
+        if cid not in means:
+            return False
+        rank = sorted(means.values(), reverse=True).index(means[cid])
+        return rank < max(1, math.ceil(self.config.eval.promote_fraction * len(means)))
+
+    def _may_be_best(self, cid: int) -> bool:
+        return ranking.worth_confirming(self.archive.summary(cid), self.best())
+
+    # ---------------------------------------------------------------- helpers
+
+    def _races(self, cid: int) -> bool:
+        return self.config.eval.racing != "off" and cid not in self.baseline_ids
+
+    def dpo_id(self) -> int | None:
+        dpo = self.archive.baseline("dpo")
+        return dpo.id if dpo is not None and dpo.id in self.baseline_ids else None
+
+    def _sweep_beta(self, cid: int) -> float | None:
+        """With a beta sweep, the beta of the full stage's seeds that `eval.fitness` scores at (best_beta):
+        re-evaluation confirms the candidate there, on fresh seeds. None = train.beta."""
+        if len(self.config.eval.betas) < 2:
+            return None
+        full_seeds = range(self.config.seed, self.config.seed + self.config.eval.seeds)
+        results = [e.result for e in self.archive.evaluations(cid, FULL) if e.result.seed in full_seeds]
+        return sweep_fitness(results, "best_beta", self.config.train.beta).beta
+
+    def _beta(self, job: Job) -> float:
+        return self.config.train.beta if job.fidelity.beta is None else job.fidelity.beta
+
+    def _job_key(self, job: Job) -> tuple:
+        return (job.candidate_id, *self._key(job.seed, job.fidelity.name, self._beta(job)))
+
+    def _key(self, seed: int, fidelity: str, beta: float | None) -> tuple:
+        beta = self.config.train.beta if beta is None else beta
+        return (int(seed), fidelity, round(float(beta), 9))
+
+    def _code(self, cid: int) -> str:
+        return self.archive.candidate(cid).code
