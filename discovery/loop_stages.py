@@ -139,10 +139,11 @@ class Stages:
             n = racing.next_rung(max(0, len(done) - 1), self.config.eval.racing_first_seeds, self.config.eval.seeds)
             self.rung[cid] = max(n, self.rung.get(cid, 0))
             return stage_jobs(self.config, cid, FULL, seeds=self.rung[cid])
-        jobs = stage_jobs(self.config, cid, stage, self._sweep_beta(cid) if stage == REEVAL else None)
+        jobs = stage_jobs(self.config, cid, stage, self._sweep_beta(cid) if stage in (REEVAL, HELDOUT) else None)
         dpo = self.dpo_id()
-        if stage == HELDOUT and dpo is not None:
-            jobs += [replace(j, candidate_id=dpo, owner=cid) for j in stage_jobs(self.config, dpo, HELDOUT)]
+        if stage == HELDOUT and dpo is not None:  # DPO at its own best beta of the full stage, as the winner
+            jobs += [replace(j, candidate_id=dpo, owner=cid)
+                     for j in stage_jobs(self.config, dpo, HELDOUT, self._sweep_beta(dpo))]
         return jobs
 
     # ---------------------------------------------------------------- decisions after a stage

@@ -176,3 +176,15 @@ def test_racing_stops_a_proposal_clearly_worse_than_the_incumbent_and_lets_a_bet
         assert sorted(set(executor.seeds_of("better"))) == list(range(10))  # rungs 2, 4, 8, then 2 fresh seeds
         assert len([x for x in executor.seeds_of("better") if x < 8]) == 8 * len(grid)  # re-evaluation: its best beta
         assert s["better"].stage == "reeval" and result.best.candidate.name == "better"
+
+
+def test_held_out_confirmation_trains_the_winner_and_dpo_each_at_its_own_best_beta_only(tmp_path):
+    config = racing_config(heldout_instances=[1], betas=(0.05, 0.1, 0.2))
+    table = {"dpo": at_best_beta(0.0, 0.1), "general": at_best_beta(+0.2, 0.05, wobble=0.02)}
+    result, archive, _ = run(tmp_path, config, table, ["general"])
+    with archive:
+        s = {x.candidate.name: x for x in archive.summaries()}
+        held = {name: {(e.result.seed, e.result.beta) for e in archive.evaluations(s[name].candidate.id, "heldout-1")}
+                for name in ("general", "dpo")}
+        assert held == {"general": {(8, 0.05), (9, 0.05)}, "dpo": {(8, 0.1), (9, 0.1)}}
+        assert s["general"].stage == "heldout" and result.best.candidate.name == "general"

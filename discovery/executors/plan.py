@@ -50,7 +50,7 @@ def heldout_fidelity_name(instance: int) -> str:
 
 def stage_jobs(config: RunConfig, candidate_id: int, stage: str, beta: float | None = None,
                seeds: int | None = None) -> list[Job]:
-    """The jobs of one stage; `beta` = where REEVAL confirms (the candidate's best beta of the sweep);
+    """The jobs of one stage; `beta` = where REEVAL and HELDOUT confirm (the candidate's best beta of the sweep);
     `seeds` = how many of the full stage's seeds (a racing rung; default all `eval.seeds`)."""
     e, base = config.eval, config.seed
     if stage == SCREEN:
@@ -62,9 +62,10 @@ def stage_jobs(config: RunConfig, candidate_id: int, stage: str, beta: float | N
         return [Job(candidate_id, base + i, Fidelity(name=FULL, beta=b)) for b in betas for i in range(n)]
     if stage == REEVAL:
         return [Job(candidate_id, base + e.seeds + i, Fidelity(name=FULL, beta=beta)) for i in range(e.reeval_seeds)]
-    if stage == HELDOUT:
+    if stage == HELDOUT:  # at `beta` (the loss's best beta of the full stage) when given, else the whole grid
+        betas = [beta] if beta is not None else (e.betas or [None])
         return [Job(candidate_id, base + e.seeds + i, Fidelity(name=heldout_fidelity_name(k), beta=b, instance=k))
-                for k in heldout_instances(config) for b in (e.betas or [None]) for i in range(e.reeval_seeds)]
+                for k in heldout_instances(config) for b in betas for i in range(e.reeval_seeds)]
     return []
 
 
