@@ -171,6 +171,14 @@ def test_a_candidate_takes_what_the_validator_learnt_from_its_report():
     assert bare.fingerprint is None and bare.diagnostics == {}
 
 
+@pytest.mark.parametrize("field, value", [("fitness", None), ("metrics", {}), ("id", 3), ("duplicate_of", 1),
+                                          ("fingerprint", "fp"), ("status", Status.EVALUATED)])
+def test_a_proposal_sets_only_what_a_proposer_owns(field, value):
+    """Aggregates, ids, later statuses and validation facts come from the archive, the loop and the report."""
+    with pytest.raises((TypeError, ValueError), match="a proposal"):
+        candidate_from(None, name="x", code="", **{field: value})
+
+
 def test_cache_root_order(monkeypatch, tmp_path):
     monkeypatch.setenv("DISCOVERY_CACHE", str(tmp_path / "env"))
     assert cache_root(str(tmp_path / "given")) == tmp_path / "given" and cache_root() == tmp_path / "env"

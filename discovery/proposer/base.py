@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from discovery.candidate import Candidate
+from discovery.candidate import Candidate, Status
 from discovery.errors import DiscoveryError
 from discovery.inner_loop.task import TaskInfo
 from discovery.proposer.bandit import Outcome
@@ -145,10 +145,21 @@ class Proposal:
         return self.report is not None and bool(self.report.valid)
 
 
+# The Candidate fields a proposer owns: the proposal and its verdict (PROPOSED or INVALID, and why). The
+# validation facts come from the report; id, duplicate_of, later statuses, fitness and metrics belong to the
+# loop and the archive (docs/architecture.md, "Records").
+PROPOSAL_FIELDS = frozenset({"name", "code", "thought", "origin", "parent_ids", "generation", "proposer", "model",
+                             "status", "reason"})
+
+
 def candidate_from(report: ValidationReportLike | None, **fields: Any) -> Candidate:
     """The one way a proposal becomes a `Candidate`: its fields plus what the validator learnt about the code
     (fingerprint, formula, LaTeX, diagnostics: `Candidate.with_validation`); nothing learnt when there was no
-    code to check."""
+    code to check. A field the proposer does not own is refused."""
+    if foreign := sorted(set(fields) - PROPOSAL_FIELDS):
+        raise TypeError(f"a proposal does not set {foreign}: the validator, the loop or the archive does")
+    if fields.get("status", Status.PROPOSED) not in (Status.PROPOSED, Status.INVALID):
+        raise ValueError(f"a proposal is proposed or invalid, not {fields['status']}")
     candidate = Candidate(**fields)
     return candidate.with_validation(report) if report is not None else candidate
 
