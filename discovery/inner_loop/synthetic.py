@@ -52,10 +52,6 @@ class SyntheticState:
     meta: dict
 
 
-def default_cache_dir() -> Path:
-    return cache_root()
-
-
 class SyntheticTask(Task):
     name = "synthetic"
 
@@ -77,8 +73,7 @@ class SyntheticTask(Task):
 
     @cached_property
     def path(self) -> Path:
-        root = Path(self.config.task.cache_dir).expanduser() if self.config.task.cache_dir else default_cache_dir()
-        return root / "synthetic" / self.cache_key()
+        return cache_root(self.config.task.cache_dir) / "synthetic" / self.cache_key()
 
     def is_prepared(self) -> bool:
         return (self.path / "meta.json").is_file()
