@@ -14,7 +14,6 @@ when every baseline failed the harness is broken and `on_error` stops the run. `
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -207,10 +206,7 @@ class Stages:
             if e.result.ok and e.result.fitness is not None:
                 by_cand.setdefault(e.candidate_id, []).append(e.result.fitness)
         means = {k: sum(v) / len(v) for k, v in by_cand.items()}
-        if cid not in means:
-            return False
-        rank = sorted(means.values(), reverse=True).index(means[cid])
-        return rank < max(1, math.ceil(self.config.eval.promote_fraction * len(means)))
+        return ranking.in_top_fraction(means, cid, self.config.eval.promote_fraction)
 
     def _may_be_best(self, cid: int) -> bool:
         return ranking.worth_confirming(self.archive.summary(cid), self.best())

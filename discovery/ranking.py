@@ -2,8 +2,8 @@
 
 Everything that ranks candidates goes through this module: the loop (which candidates are worth
 re-evaluating, `DiscoveryLoop.best()`), `Archive.best` / `Archive.leaderboard`, the selection strategy
-(top-k and parents), `discovery archive list`, the report, `discovery export --best`, and the table and
-"best:" line that close `discovery run`.
+(top-k and parents), `discovery archive list`, the report (its table, winner and figures), `discovery export --best`, the
+islands' migrant, the live view, and the table and "best:" line that close `discovery run`.
 
 - `score_key` is THE ranking key (higher is better): today the lower 95% confidence bound of the fitness,
   then the mean. Change what "better" means here and every table, prompt and winner follows.
@@ -13,6 +13,8 @@ re-evaluating, `DiscoveryLoop.best()`), `Archive.best` / `Archive.leaderboard`, 
   instances (`eval.heldout_instances`, synthetic task) also have beaten or tied DPO on each of them (stage
   `heldout`; a proposal that lost there goes back to stage `reeval` with the reason); a library baseline is
   confirmed by its full evaluation. `needs_reeval` is False, True, or `HELDOUT` (fresh seeds and held-out).
+- `in_top_fraction`: who is promoted from the screen to full fidelity (`eval.promote_fraction`, by the mean).
+- `running_best`: the best so far after each proposal (the report's progress figure).
 - `order`: those that may be called best first (by `score_key`), then the others by fidelity reached
   (full, screen, unscored) and `score_key`. So the first row of any table is the best, when there is one.
 
@@ -108,9 +110,29 @@ def leaderboard(items: Iterable[R], needs_reeval: bool) -> list[R]:
     return order((s for s in items if s.mean is not None and math.isfinite(s.mean)), needs_reeval)
 
 
+def running_best(items: Iterable[R], needs_reeval: bool) -> list[R | None]:
+    """After each item in turn (proposal order), the best so far (`best` of the items up to it; None: none yet)."""
+    out: list[R | None] = []
+    current: R | None = None
+    for s in items:
+        if may_be_called_best(s, needs_reeval) and (current is None or score_key(s) > score_key(current)):
+            current = s
+        out.append(current)
+    return out
+
+
 def parents(ranked_proposals: list[R], n: int) -> list[R]:
     """The prompt's parents: the first `n` proposals in table order."""
     return ranked_proposals[:n]
+
+
+def in_top_fraction(scores: Mapping[int, float], cid: int, fraction: float) -> bool:
+    """Promotion after screening: `cid`'s score is among the top `fraction` of `scores` (at least the top one);
+    ties share the rank of the first. Screen fidelity has one seed or few, so the score is the mean."""
+    if cid not in scores:
+        return False
+    rank = sorted(scores.values(), reverse=True).index(scores[cid])
+    return rank < max(1, math.ceil(fraction * len(scores)))
 
 
 def worth_confirming(s: Ranked, current_best: Ranked | None) -> bool:

@@ -80,3 +80,20 @@ def test_every_view_names_the_same_best(closed_run, capsys):
     with Archive.open(run_dir, readonly=True) as archive:
         assert winner(archive).id == steady and archive.best()[0].id == steady
     assert [s.id for s in discovery.open_run(run_dir).best(k=3, include_baselines=True)] == [steady, ids["dpo"], ids["lucky"]]
+
+
+def test_the_reports_best_so_far_and_named_proposals_follow_the_rule(closed_run):
+    from discovery import ranking
+    from discovery.inspect import figures
+    from discovery.inspect.views import candidate_rows
+
+    run_dir, ids, _, _ = closed_run
+    with Archive.open(run_dir, readonly=True) as archive:
+        rows, needs = [r for r in candidate_rows(archive) if not r.baseline], archive.needs_reeval()
+    so_far = ranking.running_best(rows, needs)
+    for i, best in enumerate(so_far):  # the best of each prefix, as the full rule says (not the highest mean)
+        expected = ranking.best(rows[: i + 1], needs)
+        assert best is (expected[0] if expected else None)
+    assert so_far[-1].id == ids["steady"]
+    named = figures._named(rows * 20, needs)  # past LABELLED (40) rows only the first ones in table order are named
+    assert named[0].id == ids["steady"] and {r.id for r in named} == {ids["steady"], ids["lucky"]}  # confirmed first

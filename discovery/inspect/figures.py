@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from discovery import ranking  # noqa: E402
 from discovery.inspect.views import CandidateRow  # noqa: E402
 
 STATUS_COLORS = {"evaluated": "#2b7bba", "failed": "#d62728", "invalid": "#7f7f7f", "duplicate": "#bcbd22",
@@ -31,24 +32,23 @@ def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(x)
 
 
-def progress(rows: list[CandidateRow], objective: str) -> str:
-    """Every scored proposal with its 95% CI against proposal number, the best so far, baselines as bands.
+def progress(rows: list[CandidateRow], objective: str, needs_reeval: bool = True) -> str:
+    """Every scored proposal with its 95% CI against proposal number, the best so far (`ranking.running_best`:
+    the fitness of the proposal that may be called best at that point), baselines as bands.
 
     One errorbar artist per fidelity (not one per point): 10,000 proposals draw in well under a second.
     """
     fig, ax = plt.subplots(figsize=(8, 4.2))
     proposals = [r for r in rows if not r.baseline]
     points: dict[str, list[tuple[int, float, float, float]]] = {"full": [], "screen": []}
-    best, best_xs = -math.inf, []
-    for i, r in enumerate(proposals, 1):
+    best_xs = []
+    for i, (r, best) in enumerate(zip(proposals, ranking.running_best(proposals, needs_reeval), strict=True), 1):
         if not _finite(r.fitness):
             continue
         low = r.fitness - r.ci_low if _finite(r.ci_low) else 0.0
         high = r.ci_high - r.fitness if _finite(r.ci_high) else 0.0
         points["full" if r.fidelity == "full" else "screen"].append((i, r.fitness, low, high))
-        if r.fidelity == "full":
-            best = max(best, r.fitness)
-        best_xs.append((i, best))
+        best_xs.append((i, best.fitness if best is not None else -math.inf))
     small = len(proposals) <= 500
     for fidelity, color, marker in (("screen", "#9ecae1", "s"), ("full", "#2b7bba", "o")):
         pts = points[fidelity]
@@ -58,7 +58,7 @@ def progress(rows: list[CandidateRow], objective: str) -> str:
                         elinewidth=1 if small else 0.4, linestyle="none")
     drawn = [(i, b) for i, b in best_xs if math.isfinite(b)]
     if drawn:
-        ax.step([i for i, _ in drawn], [b for _, b in drawn], where="post", color="black", label="best so far (full)")
+        ax.step([i for i, _ in drawn], [b for _, b in drawn], where="post", color="black", label="best so far")
     for color, r in zip(BASELINE_COLORS, [r for r in rows if r.baseline and _finite(r.fitness)], strict=False):
         if _finite(r.ci_low) and _finite(r.ci_high):
             ax.axhspan(r.ci_low, r.ci_high, color=color, alpha=0.15)
@@ -112,11 +112,11 @@ def frontier(points: dict[str, list[tuple[float, float, float]]], objective: str
 LABELLED = 40  # a lineage graph with more candidates names only the baselines and the best of the rest
 
 
-def lineage(rows: list[CandidateRow]) -> str:
+def lineage(rows: list[CandidateRow], needs_reeval: bool = True) -> str:
     """Candidates by generation (x) with edges from parents to children, coloured by status.
 
     Drawn with one scatter per status and one LineCollection of edges, so it scales to 10,000 candidates;
-    beyond LABELLED candidates only the baselines and the LABELLED best are named.
+    beyond LABELLED candidates only the baselines and the first LABELLED proposals in table order are named.
     """
     from matplotlib.collections import LineCollection
 
@@ -142,7 +142,7 @@ def lineage(rows: list[CandidateRow]) -> str:
         other = [pos[r.id] for r in rows if r.baseline == baseline and r.status not in STATUS_COLORS]
         if other:
             ax.scatter([x for x, _ in other], [y for _, y in other], s=size, color="#333333", marker=marker, zorder=3)
-    for r in _named(rows):
+    for r in _named(rows, needs_reeval):
         ax.annotate(f"#{r.id} {r.name[:18]}", pos[r.id], fontsize=7, textcoords="offset points", xytext=(6, -3))
     for status, color in STATUS_COLORS.items():
         if any(r.status == status for r in rows):
@@ -159,12 +159,11 @@ def lineage(rows: list[CandidateRow]) -> str:
     return to_data_uri(fig)
 
 
-def _named(rows: list[CandidateRow]) -> list[CandidateRow]:
+def _named(rows: list[CandidateRow], needs_reeval: bool) -> list[CandidateRow]:
     if len(rows) <= LABELLED:
         return rows
-    scored = sorted((r for r in rows if not r.baseline and r.lcb is not None and math.isfinite(r.lcb)),
-                    key=lambda r: r.lcb, reverse=True)
-    return [r for r in rows if r.baseline] + scored[:LABELLED]
+    ranked = ranking.leaderboard((r for r in rows if not r.baseline), needs_reeval)  # table order, scored ones
+    return [r for r in rows if r.baseline] + ranked[:LABELLED]
 
 
 def usage(calls: list[Any], start: float) -> str:

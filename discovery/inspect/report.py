@@ -59,10 +59,10 @@ def report_context(archive: Archive, run_dir: str, curves: int, runner=None) -> 
         "counts": _counts(rows), "usage": archive.usage(), "usage_by_model": archive.usage_by_model(), "best": best,
         "best_row": next((r for r in rows if best and r.id == best.id), None),
         "figures": {
-            "progress": figures.progress(rows, objective),
+            "progress": figures.progress(rows, objective, archive.needs_reeval()),
             "curves": figures.loss_curves(curve_set.curves, beta) if curve_set.curves else None,
             "frontier": figures.frontier(frontier_points, objective) if frontier_points else None,
-            "lineage": figures.lineage(rows),
+            "lineage": figures.lineage(rows, archive.needs_reeval()),
             "usage": figures.usage(calls, info.created_at if info else min((c.created_at for c in calls), default=0))
             if calls else None,
         },
