@@ -13,10 +13,10 @@ from hostile.candidates import BROKEN, HOSTILE, make
 
 from discovery import library
 from discovery.config import SandboxConfig
-from discovery.sandbox import validate
+from discovery.sandbox import spares, validate
 from discovery.sandbox.fingerprint import distance
 from discovery.sandbox.probe import loss_curve
-from discovery.sandbox.validation import validation_runner
+from discovery.sandbox.validation import SPARES, validation_runner
 
 CONFIG = SandboxConfig(timeout=8.0)
 
@@ -94,9 +94,17 @@ def test_hostile_candidates_are_rejected_with_the_right_reason(runner, name, tmp
 def test_the_host_survives_and_the_runner_keeps_working(runner):
     assert validate(library.get("dpo").code, CONFIG, runner).valid
     deadline = time.monotonic() + 5
-    while set(os.listdir(runner._scratch_base)) - {"server.log"} and time.monotonic() < deadline:
+    while finished_job_folders(runner) and time.monotonic() < deadline:
         time.sleep(0.05)  # the last child's scratch dir is removed right after its answer went out
-    assert set(os.listdir(runner._scratch_base)) == {"server.log"}
+    assert finished_job_folders(runner) == set()
+    waiting = set(os.listdir(runner._scratch_base)) - {"server.log"}
+    assert len(waiting) <= SPARES, "only the spare children waiting for the next jobs have folders"
+
+
+def finished_job_folders(runner) -> set[str]:
+    """Entries of the scratch base other than the server's log and the waiting spares' folders."""
+    return {name for name in os.listdir(runner._scratch_base)
+            if name != "server.log" and not name.startswith(spares.PREFIX)}
 
 
 DPO_REWRITES = [

@@ -193,7 +193,7 @@ class IsolatedRunner:
     def __init__(self, preload: tuple[str, ...] = ("torch",), setup: str | None = None,
                  setup_payload: dict | None = None, limits: Limits | None = None, threads: int | None = None,
                  start_timeout: float = 600.0, env: dict[str, str] | None = None, writable: tuple[str, ...] = (),
-                 readable: tuple[str, ...] = ()):
+                 readable: tuple[str, ...] = (), spares: int = 1, child_warm_up: str | None = None):
         self.preload = tuple(preload)
         self.writable = tuple(os.path.abspath(w) for w in writable)  # besides scratch: folders jobs may write
         self.readable = tuple(os.path.abspath(r) for r in readable)  # read-only for jobs (caches, models)
@@ -202,6 +202,8 @@ class IsolatedRunner:
         self.setup_payload = setup_payload or {}
         self.limits = limits or Limits()
         self.threads = threads
+        self.spares = spares  # children forked, warmed up (`child_warm_up`, trusted) and hardened ahead of jobs
+        self.child_warm_up = child_warm_up
         self.start_timeout = start_timeout
         self.layers: list[str] = []
         self.child_layers: list[str] = []
@@ -218,7 +220,8 @@ class IsolatedRunner:
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         config = {"preload": list(self.preload), "setup": self.setup, "setup_payload": self.setup_payload,
-                  "scratch_base": self._scratch_base, "threads": self.threads,
+                  "scratch_base": self._scratch_base, "threads": self.threads, "limits": self.limits.to_dict(),
+                  "spares": self.spares, "child_warm_up": self.child_warm_up,
                   "sys_path": import_path(), "writable": list(self.writable), "readable": list(self.readable)}
         prefix = bwrap_command(self._scratch_base, self.writable, self.readable)
         host_layers = [] if prefix or not confine.host_not_dumpable() else ["host-not-dumpable"]

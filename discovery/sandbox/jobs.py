@@ -71,3 +71,11 @@ def warm_up(payload: dict) -> None:
 
     for name in payload.get("losses", ("dpo", "pfl", "aql")):
         check_job({"code": library.get(name).code})
+
+
+def warm_child() -> None:
+    """A spare child's warm-up (trusted library code, before it is hardened): the checks once, so that the
+    copy-on-write and first-touch page faults of a fresh fork are paid before the candidate's job arrives."""
+    from discovery import library
+
+    check_job({"code": library.get("dpo").code})

@@ -20,7 +20,9 @@ import time
 import traceback
 
 from discovery.sandbox import child, namespaces, wire
+from discovery.sandbox import env as sandbox_env
 from discovery.sandbox.confine import others_can_read, python_paths
+from discovery.sandbox.spares import IDLE_WARM_SECONDS, WARMED, SparePool
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
@@ -86,46 +88,18 @@ class Server:
         self.child_layers: list[str] = []
         self.pending: int | None = None  # a child that answered but may still be exiting
         self.scratch: str | None = None
-        self.spare: tuple[int, int, int] | None = None  # (pid, job fd, reply fd) of a child forked ahead
+        self.spares = SparePool(self.scratch_base, config.get("spares", 1), self.threads, config.get("limits"))
         self.retiring: list[tuple[int | None, str | None, float]] = []  # (pid, scratch, kill deadline)
 
-    def spawn_spare(self) -> None:
-        """Fork the next job's child now, while no one waits: the fork of a server holding torch (~20 ms on a
-        busy machine) leaves the critical path. It holds only its two pipes and waits for its job."""
-        if self.spare is not None:
-            return
-        job_r, job_w = os.pipe()
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            _keep_only(job_r, write_fd)
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: never outlive the server
-            job = wire.recv(job_r)
-            if not job:
-                os._exit(0)
-            os.close(job_r)
-            child.main(write_fd, job["scratch"], job["message"], self.threads)
-        os.close(job_r)
-        os.close(write_fd)
-        try:
-            os.setpgid(pid, pid)
-        except OSError:
-            pass
-        self.spare = (pid, job_w, read_fd)
+    def fill_spares(self) -> None:
+        """Fork the next jobs' children now (see spares.py); retired spares are reaped like finished jobs."""
+        self.spares.fill()
+        self._collect_retired()
 
-    def _take_spare(self, message: dict, scratch: str) -> tuple[int, int] | None:
-        if self.spare is None:
-            return None
-        (pid, job_w, read_fd), self.spare = self.spare, None
-        try:
-            wire.send(job_w, {"scratch": scratch, "message": message})
-            return pid, read_fd
-        except OSError:  # it died: reap it, fork afresh
-            os.close(read_fd)
-            self._reap(pid, grace=0.0)
-            return None
-        finally:
-            os.close(job_w)
+    def _collect_retired(self) -> None:
+        deadline = time.monotonic() + 2.0
+        self.retiring += [(pid, scratch, deadline) for pid, scratch in self.spares.leaving]
+        self.spares.leaving.clear()
 
     def finish(self, wait: bool = True) -> None:
         """Reap the last child (after its answer went out) and remove its scratch directory.
@@ -150,11 +124,25 @@ class Server:
         return os.waitpid(pid, os.WNOHANG)[0] != 0
 
     def wait_for_job(self, fd: int) -> None:
-        """Until a job arrives on `fd`: reap the children that are exiting and remove their folders."""
-        while self.retiring:
-            if select.select([fd], [], [], 0.005)[0]:
+        """Until a job arrives on `fd`: reap the children that are exiting and remove their folders; idle for
+        IDLE_WARM_SECONDS, have the spares warm up one at a time (spares.py)."""
+        idle_since = time.monotonic()
+        while True:
+            warming = self.spares.warming_fd()
+            if not self.retiring and warming is None and not self.spares.cold():
+                return  # nothing left to do: block on the job pipe
+            now = time.monotonic()
+            wait = 0.005 if self.retiring else max(0.0, idle_since + IDLE_WARM_SECONDS - now)
+            ready = select.select([fd] + ([warming] if warming is not None else []), [], [],
+                                  None if warming is not None and not self.retiring else wait)[0]
+            if fd in ready:
                 return
+            if warming in ready:
+                self.spares.warmed(warming)
             self.finish(wait=False)
+            if time.monotonic() - idle_since >= IDLE_WARM_SECONDS:
+                self.spares.start_warm_up()
+                self._collect_retired()
 
     def retire_scratch(self) -> None:
         """Move the last job's scratch dir out of its path at once (removed in `finish`, after the reap)."""
@@ -166,8 +154,11 @@ class Server:
             except OSError:
                 self.finish()
 
-    def run_job(self, message: dict) -> dict:
+    def run_job(self, message: dict, spares: bool = True) -> dict:
         """One job in `message["processes"]` forked, hardened children (default 1: no ranks).
+
+        `spares`: a single-process job goes to a spare child where one expects its limits (spares.py), and
+        the pool is refilled while it runs; False (the start-up probe): a fresh child, the pool untouched.
 
         With N > 1 the children are the ranks of one distributed job (RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1):
         they rendezvous on this server's loopback, inside its network namespace. Rank 0's reply is the job's;
@@ -175,9 +166,15 @@ class Server:
         """
         limits = message["limits"]
         processes = max(1, int(message.get("processes") or 1))
-        scratch = tempfile.mkdtemp(dir=self.scratch_base, prefix="job-")
         start = time.perf_counter()
-        ranks = self._fork_ranks(message, scratch, processes)
+        spare = self.spares.take(message) if processes == 1 and spares else None
+        if spare is not None:
+            scratch, ranks = spare.scratch, [(spare.pid, spare.reply_fd)]
+        else:
+            scratch = tempfile.mkdtemp(dir=self.scratch_base, prefix="job-")
+            ranks = self._fork_ranks(message, scratch, processes)
+        if spares:
+            self.fill_spares()  # the next job's child is forked and warmed up while this one runs
         wall = float(limits["wall_seconds"])
         replies, culprit = self._gather(ranks, start + wall)
         elapsed = time.perf_counter() - start
@@ -205,12 +202,7 @@ class Server:
 
     def _fork_ranks(self, message: dict, scratch: str, processes: int) -> list[tuple[int, int]]:
         """(pid, reply fd) of each rank; rank 0 works in `scratch`, the others in folders under it."""
-        if processes == 1:
-            spare = self._take_spare(message, scratch)
-            if spare is not None:
-                return [spare]
-        else:
-            port = free_loopback_port()
+        port = free_loopback_port() if processes > 1 else 0
         ranks: list[tuple[int, int]] = []
         for rank in range(processes):
             folder = scratch if rank == 0 else tempfile.mkdtemp(dir=scratch, prefix=f"rank{rank}-")
@@ -244,6 +236,10 @@ class Server:
             for fd in ready:
                 i = waiting.pop(fd)
                 replies[i] = wire.recv(fd, timeout=max(0.1, deadline - time.perf_counter()))
+                if replies[i] == WARMED:  # a spare that was still warming up when it got its job
+                    replies[i] = None
+                    waiting[fd] = i
+                    continue
                 if replies[i] is None or not replies[i].get("ok"):
                     return replies, i
         return replies, None
@@ -289,13 +285,12 @@ class Server:
             return ""
 
 
-def _keep_only(*fds: int) -> None:
-    """Close every descriptor above stderr except `fds`."""
-    low = 3
-    for fd in sorted(fds):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 16)
+def _hook(spec: str | None):
+    """`module:function` as a callable of no arguments (None: none)."""
+    if not spec:
+        return None
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def prepare(config: dict) -> None:
@@ -341,22 +336,25 @@ def main(argv: list[str]) -> int:
         return 1
     probe = server.run_job({"job": "discovery.sandbox.child:probe", "payload": {},
                             "limits": {"wall_seconds": 30, "memory_mb": 1024, "cpu_seconds": 30,
-                                       "file_mb": 1, "open_files": 64}})
+                                       "file_mb": 1, "open_files": 64}}, spares=False)
     server.finish()
     server.child_layers = [x for x in probe["isolation"] if x not in server.layers]
-    server.spawn_spare()
+    server.spares.warm_up = _hook(config.get("child_warm_up"))  # importable only after prepare()
+    child.SCRUBBED_ENV = sandbox_env.scrubbed(os.environ)
+    server.fill_spares()
     wire.send(resp_fd, {"ready": True, "layers": server.layers, "child_layers": server.child_layers})
     while True:
         server.wait_for_job(req_fd)
         message = wire.recv(req_fd)
         if message is None:
+            server.spares.close()
+            server._collect_retired()
             server.finish()
             return 0
         reply = server.run_job(message)
         server.retire_scratch()  # the job's scratch path is gone before the host hears the answer
         wire.send(resp_fd, reply)
         server.finish(wait=False)  # an exiting child does not hold up the next job; reaped while idle
-        server.spawn_spare()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from discovery.sandbox.static import check_source, hint_line
 CHECK_JOB = "discovery.sandbox.jobs:check_job"
 PRELOAD = ("torch", "sympy", "discovery.sandbox.jobs")
 WARM_UP = "discovery.sandbox.jobs:warm_up"
+WARM_CHILD = "discovery.sandbox.jobs:warm_child"
+SPARES = 2  # children forked and hardened ahead of their jobs (spares.py), warmed up while the server idles
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ _DEFAULT_LOCK = threading.Lock()
 
 def validation_runner() -> IsolatedRunner:
     """A new runner prepared for `validate` (torch and sympy loaded and warmed up before fork)."""
-    return IsolatedRunner(preload=PRELOAD, setup=WARM_UP, threads=1)
+    return IsolatedRunner(preload=PRELOAD, setup=WARM_UP, threads=1, limits=limits_for(SandboxConfig()),
+                          spares=SPARES, child_warm_up=WARM_CHILD)
 
 
 def default_runner() -> IsolatedRunner:
