@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from discovery import __version__
 from discovery.errors import DiscoveryError
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    previous = exit_on_sigterm()
     try:
         return int(args.func(args) or 0)
     except DiscoveryError as exc:
@@ -53,6 +56,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("discovery: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None and argv is not None:  # called in-process (tests): give the handler back;
+            signal.signal(signal.SIGTERM, previous)  # as the program, keep it through the clean-up at exit
+
+
+def exit_on_sigterm():
+    """SIGTERM leaves through SystemExit (143), so context managers and atexit run: the sandbox's folders and
+    servers are removed as after Ctrl-C. Returns the handler it replaced (None when not installed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        return None
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    return previous
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ def test_stale_scratch_of_a_killed_host_is_swept(tmp_path):
     dead.wait()
     stale = tmp_path / f"discovery-sandbox-{dead.pid}-abc"
     (stale / "job-1").mkdir(parents=True)
+    os.utime(stale, (0, 0))  # no owner lock (a folder from before the lock): stale once its pid is dead and it is old
     alive = tmp_path / f"discovery-sandbox-{os.getpid()}-def"
     alive.mkdir()
     assert sweep_stale_scratch(str(tmp_path)) == [stale.name]

@@ -9,7 +9,7 @@
   closed), no CAP_KILL, no CAP_DAC_OVERRIDE.
 - `landlock`: writes only under the scratch dir, the runner's writable folders and /dev; with Landlock
   ABI >= 6 no signals to processes outside the child. A child that keeps uid 0 (it reads root's caches) is
-  also limited in what it reads: `read_roots` (system folders, /etc without its secrets, Python's folders,
+  also limited in what it reads: `read_roots` (system folders, an allowlist of /etc files, Python's folders,
   the runner's readable and writable folders), so /etc/shadow, /root and the host's files stay closed. The PyPI bindings are dev releases, so this is the
   three documented syscalls through ctypes.
 - `host_not_dumpable`: the host (which holds the API keys) sets PR_SET_DUMPABLE=0, so a same-uid child cannot
@@ -35,12 +35,14 @@ WRITE_RIGHTS = {1: (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 
 ALL_FILE_RIGHTS = (1 << 16) - 1
 READ_FILE, READ_DIR = 1 << 2, 1 << 3
 FILE_RIGHTS = (1 << 0) | (1 << 1) | READ_FILE | (1 << 14) | (1 << 15)  # execute, write, read, truncate, ioctl
-# what a root child that must keep uid 0 may read (besides Python's own folders and the runner's folders):
-# system libraries and pseudo-filesystems, and /etc without its secrets; not /root, /home, /tmp, /var, /run
+# what a child may read (a uid-0 child under Landlock; every child under bubblewrap, which binds only these):
+# system libraries and pseudo-filesystems and the few /etc files Python and torch read; not /root, /home,
+# /tmp, /var, /run, the rest of /etc (shadow, sudoers, ssh keys, machine secrets we cannot list)
 SYSTEM_READ = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/opt", "/proc", "/sys", "/dev")
-ETC_SECRETS = frozenset({"shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "ssh", "ssl",
-                         "security", "credstore", "credstore.encrypted", "krb5.keytab", "ipsec.secrets",
-                         "wireguard", "openvpn", "NetworkManager"})
+ETC_NEEDED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "passwd", "group",
+              "nsswitch.conf", "hosts", "host.conf", "gai.conf", "resolv.conf", "protocols", "services",
+              "mime.types", "os-release", "lsb-release", "debian_version", "alternatives", "locale.alias",
+              "glvnd", "OpenCL", "vulkan", "nvidia")
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -70,13 +72,14 @@ def landlock_abi() -> int:
     return max(0, int(abi))
 
 
+def etc_paths() -> list[str]:
+    """The /etc entries a child may read (ETC_NEEDED that exist here): an allowlist, secrets stay out."""
+    return [path for path in (os.path.join("/etc", name) for name in ETC_NEEDED) if os.path.lexists(path)]
+
+
 def read_roots(readable: list[str]) -> list[str]:
-    """The paths a uid-0 child may read beneath: SYSTEM_READ, /etc less its secrets, Python, `readable`."""
-    try:
-        etc = [os.path.join("/etc", name) for name in sorted(os.listdir("/etc")) if name not in ETC_SECRETS]
-    except OSError:
-        etc = []
-    return [*SYSTEM_READ, *etc, *python_paths(), *readable]
+    """The paths a child may read beneath: SYSTEM_READ, etc_paths(), Python's folders and `readable`."""
+    return [*SYSTEM_READ, *etc_paths(), *python_paths(), *readable]
 
 
 def python_paths() -> list[str]:

@@ -18,11 +18,13 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from discovery.sandbox import confine, wire
 from discovery.sandbox import env as sandbox_env
+from discovery.sandbox.scratch import SCRATCH_PREFIX, claim, release, sweep_stale_scratch
 
 KINDS = ("ok", "exception", "timeout", "memory", "crash", "policy")
 
@@ -97,25 +99,44 @@ def weak(isolation: list[str]) -> bool:
 def bwrap_command(scratch_base: str, writable: tuple[str, ...] = (), readable: tuple[str, ...] = ()) -> list[str] | None:
     """The bubblewrap prefix for the server, or None when bubblewrap is missing or does not work here.
 
-    Everything is read-only except the scratch base and the `writable` folders (a training job's output dir);
-    `readable` folders (the user's caches) are bound read-only explicitly, so they stay visible if the root
-    bind ever narrows.
+    The root is an empty read-only tmpfs with only `visible_binds` bound into it read-only (system folders,
+    a few /etc files, Python and this package, the `readable` caches): /etc/shadow, /root, /home and the
+    host's other files do not exist inside. Only the scratch base and the `writable` folders (a training
+    job's output dir) are writable.
     """
     exe = shutil.which("bwrap")
     if not exe or os.environ.get("DISCOVERY_SANDBOX_NO_BWRAP"):
         return None
     devices = [arg for device in gpu_devices() for arg in ("--dev-bind-try", device, device)]
-    reads = [arg for folder in readable for arg in ("--ro-bind-try", folder, folder)]
     writes = [arg for folder in writable for arg in ("--bind", folder, folder)]  # after reads: they win inside
-    cmd = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *devices, *reads,
-           "--bind", scratch_base, scratch_base, *writes,
+    cmd = [exe, "--tmpfs", "/", *visible_binds(readable), "--dev", "/dev", "--proc", "/proc", *devices,
+           "--bind", scratch_base, scratch_base, *writes, "--remount-ro", "/",
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-           "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--"]
+           "--as-pid-1", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--"]
     try:
         probe = subprocess.run(cmd + ["true"], capture_output=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return cmd if probe.returncode == 0 else None
+
+
+def visible_binds(readable: tuple[str, ...] = ()) -> list[str]:
+    """bwrap arguments that make `confine.read_roots` (plus this package's import path) visible, read-only.
+
+    Outermost folders only, shallowest first (a later bind of a parent would hide a child's); a symlink at
+    the top level or in /etc (`/lib -> usr/lib`, `/etc/localtime`) is recreated as the same symlink."""
+    paths = [p for p in confine.read_roots(list(readable)) + import_path() if p not in ("/proc", "/dev")]
+    chosen: list[str] = []
+    for path in sorted({os.path.abspath(p) for p in paths}, key=lambda p: (p.count("/"), p)):
+        if os.path.lexists(path) and not any(path.startswith(parent.rstrip("/") + "/") for parent in chosen):
+            chosen.append(path)
+    args: list[str] = []
+    for path in chosen:
+        if os.path.islink(path) and os.path.dirname(path) in ("/", "/etc"):
+            args += ["--symlink", os.readlink(path), path]
+        else:
+            args += ["--ro-bind-try", path, path]
+    return args
 
 
 def gpu_devices() -> list[str]:
@@ -125,31 +146,24 @@ def gpu_devices() -> list[str]:
     return sorted(glob.glob("/dev/nvidia*")) + [d for d in ("/dev/kfd", "/dev/dri") if os.path.exists(d)]
 
 
-SCRATCH_PREFIX = "discovery-sandbox-"
+def remove_at_exit(ref: weakref.ref, base: str) -> None:
+    """At exit: stop a runner's server that is still up (it could still be making folders), then remove its folder."""
+    runner = ref()
+    if runner is not None:
+        runner._kill_server()
+    remove_folder(base)
+    if runner is not None:
+        fd, runner._owner_fd = getattr(runner, "_owner_fd", None), None
+        release(base, fd)
 
 
-def sweep_stale_scratch(root: str | None = None) -> list[str]:
-    """Remove scratch bases left by runners whose host process is gone (killed): `discovery-sandbox-<pid>-*`."""
-    root = root or tempfile.gettempdir()
-    removed = []
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return removed
-    for name in names:
-        pid = name[len(SCRATCH_PREFIX):].split("-", 1)[0] if name.startswith(SCRATCH_PREFIX) else ""
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # alive, someone else's
-        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-        removed.append(name)
-    return removed
+def remove_folder(base: str, tries: int = 5) -> None:
+    """rmtree, again for a moment while a dying server (killed, its inner process not yet gone) still adds entries."""
+    for _ in range(tries):
+        shutil.rmtree(base, ignore_errors=True)
+        if not os.path.lexists(base):
+            return
+        time.sleep(0.1)
 
 
 _WARNED: list[str] = []
@@ -211,7 +225,8 @@ class IsolatedRunner:
         self._proc: subprocess.Popen | None = None
         sweep_stale_scratch()
         self._scratch_base = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
-        atexit.register(shutil.rmtree, self._scratch_base, True)  # also when close() is never reached
+        self._owner_fd = claim(self._scratch_base)
+        atexit.register(remove_at_exit, weakref.ref(self), self._scratch_base)  # also when close() is never reached
         self._start()
 
     # ------------------------------------------------------------------ lifecycle
@@ -237,8 +252,12 @@ class IsolatedRunner:
         os.close(resp_w)
         self._req = os.fdopen(req_w, "wb", buffering=0)
         self._resp = os.fdopen(resp_r, "rb", buffering=0)
-        wire.send(self._req, config)
-        hello = wire.recv(self._resp, timeout=self.start_timeout)
+        try:
+            wire.send(self._req, config)
+            hello = wire.recv(self._resp, timeout=self.start_timeout)
+        except BaseException:  # SIGTERM/SIGINT of the host mid-start: no server left writing into the folder
+            self.close()
+            raise
         if not hello or not hello.get("ready"):
             detail = (hello or {}).get("error") or self._log_tail()
             self.close()
@@ -273,7 +292,9 @@ class IsolatedRunner:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        shutil.rmtree(self._scratch_base, ignore_errors=True)
+        remove_folder(self._scratch_base)
+        fd, self._owner_fd = getattr(self, "_owner_fd", None), None
+        release(self._scratch_base, fd)
 
     def __enter__(self) -> IsolatedRunner:
         return self

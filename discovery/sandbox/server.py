@@ -21,7 +21,7 @@ import traceback
 
 from discovery.sandbox import child, namespaces, wire
 from discovery.sandbox import env as sandbox_env
-from discovery.sandbox.confine import others_can_read, python_paths
+from discovery.sandbox.confine import host_not_dumpable, others_can_read, python_paths
 from discovery.sandbox.spares import IDLE_WARM_SECONDS, WARMED, SparePool
 
 CLONE_NEWNET = 0x40000000
@@ -314,6 +314,7 @@ def main(argv: list[str]) -> int:
     config = wire.recv(req_fd)
     if config is None:
         return 1
+    host_not_dumpable()  # the server's (and bwrap's) /proc/<pid>/environ stays closed to capability-less children
     outer = [x for x in os.environ.get("DISCOVERY_SANDBOX_OUTER", "").split(",") if x]
     if "bwrap" not in outer:  # pid, mount, IPC, UTS and network namespaces of its own, with a fresh /proc
         outer += namespaces.enter((req_fd, resp_fd))

@@ -169,3 +169,22 @@ def import_module(payload):
 def visible_pids(payload):
     """The process ids this child can see in /proc (a pid namespace shows only the sandbox's own)."""
     return sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+
+
+def read_secrets(payload):
+    """What a candidate would try to read: root's and the host's files, and the environ of pid 1 and of its parent.
+
+    Returns {path: first bytes} for each one that could be read (listing for folders)."""
+    paths = ["/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/root", "/root/.bash_history", "/proc/1/environ",
+             f"/proc/{os.getppid()}/environ", *payload.get("paths", [])]
+    found = {}
+    for path in paths:
+        try:
+            if os.path.isdir(path):
+                found[path] = ",".join(sorted(os.listdir(path)))[:200]
+            else:
+                with open(path, "rb") as fh:
+                    found[path] = fh.read(200).decode(errors="replace")
+        except OSError:
+            pass
+    return found
