@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import standin_llama_server
 from conftest import run_cli
 from proposer_support import best_validator
 
@@ -26,13 +27,14 @@ from discovery.proposer.factory import LlamaCppProposer
 from discovery.proposer.llamacpp_server import EmbeddedChatClient, LlamaCppServer, ServerCrashed
 
 STANDIN = Path(__file__).with_name("standin_llama_server.py")
+STANDIN_ANSWER = standin_llama_server.ANSWER
 TASK = TaskInfo("synthetic", "a policy is trained with your loss on preference pairs", "held-out accuracy", 0.1,
                 "cheap")
 OPTIONS = dict(timeout=30.0, max_retries=1, temperature=0.0, max_tokens=200, response_format="text", seed=0)
 
 
-def launcher(state: Path, crash: str) -> list[str]:
-    return [sys.executable, str(STANDIN), "--state", str(state), "--crash", crash]
+def launcher(state: Path, crash: str, *extra: str) -> list[str]:
+    return [sys.executable, str(STANDIN), "--state", str(state), "--crash", crash, *extra]
 
 
 def started_pids(state: Path) -> list[int]:
@@ -113,6 +115,38 @@ def test_one_crash_is_survived_by_one_restart(tmp_path):
     assert no_orphans(started_pids(tmp_path))
 
 
+def test_a_long_answer_that_keeps_coming_is_no_timeout_and_its_tokens_are_counted(tmp_path):
+    """Streamed: the timeout bounds a stall between tokens, so a slow answer on a busy CPU is not thrown away."""
+    srv = LlamaCppServer("standin.gguf", n_ctx=512, start_timeout=30,
+                         launcher=launcher(tmp_path, "never", "--token-delay", "0.15"))
+    client = EmbeddedChatClient(srv, "standin.gguf", **{**OPTIONS, "timeout": 1.0, "max_retries": 0})
+    messages = [{"role": "system", "content": "you write losses"}, {"role": "user", "content": "propose a loss"}]
+    start = time.monotonic()
+    try:
+        reply = client.complete(messages)
+    finally:
+        srv.close()
+    pieces = -(-len(STANDIN_ANSWER) // 16)
+    assert time.monotonic() - start > 2 * 1.0  # the whole answer took longer than the timeout
+    assert reply.text == STANDIN_ANSWER and reply.finish_reason == "stop"
+    assert srv.restarts == 0
+    assert reply.completion_tokens == pieces
+    assert reply.prompt_tokens == 3 + 5 + 3 + 5 + 3  # the server's count of each message, framing, the reply turn
+
+
+def test_an_answer_that_stops_coming_times_out_as_a_stall(tmp_path):
+    srv = LlamaCppServer("standin.gguf", n_ctx=512, start_timeout=30,
+                         launcher=launcher(tmp_path, "never", "--stall-after", "2"))
+    client = EmbeddedChatClient(srv, "standin.gguf", **{**OPTIONS, "timeout": 1.0, "max_retries": 0})
+    try:
+        with pytest.raises(ProposerError, match=r"produced no token after 1 tries of 1.0s"):
+            client.complete([{"role": "user", "content": "propose a loss"}])
+    finally:
+        srv.close()
+    assert srv.restarts == 1  # the stalled generation is stopped, so the next request finds the server free
+    assert no_orphans(started_pids(tmp_path))
+
+
 def test_a_request_cut_off_by_close_is_no_crash(tmp_path):
     srv = server(tmp_path, "never")
     srv.close()
@@ -123,7 +157,8 @@ def test_a_request_cut_off_by_close_is_no_crash(tmp_path):
 
 
 def _run_args(run_dir: Path, *extra: str) -> list[str]:
-    return ["run", "--run-dir", str(run_dir), "--proposals", "1", "--seeds", "1", "--quiet", *extra]
+    return ["run", "--run-dir", str(run_dir), "--proposals", "1", "--seeds", "1", "--set", "eval.betas=[]", "--quiet",
+            *extra]
 
 
 def test_a_crashing_embedded_server_stops_the_run_before_the_baselines(tmp_path):

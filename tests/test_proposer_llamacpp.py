@@ -77,14 +77,19 @@ def test_server_dies_when_its_parent_is_killed(test_gguf):
 
 
 def test_a_timed_out_generation_is_stopped_not_left_running(test_gguf):
-    """llama-cpp-python finishes an abandoned generation; the client restarts the server so nothing queues behind."""
-    server = LlamaCppServer(test_gguf, n_ctx=1024, n_threads=1)
+    """llama-cpp-python finishes an abandoned generation; the client restarts the server so nothing queues behind.
+
+    Answers are streamed, so the timeout bounds a stall: here the prompt alone takes longer than it (the server
+    sends its first token only after reading the whole prompt), then up to 900 tokens would follow.
+    """
+    server = LlamaCppServer(test_gguf, n_ctx=2048, n_threads=1)
     options = dict(temperature=0.0, response_format="text", seed=0)
-    impatient = EmbeddedChatClient(server, test_gguf, timeout=1.0, max_retries=1, max_tokens=900, **options)
+    impatient = EmbeddedChatClient(server, test_gguf, timeout=0.2, max_retries=1, max_tokens=900, **options)
     patient = EmbeddedChatClient(server, test_gguf, timeout=120.0, max_retries=0, max_tokens=4, **options)
-    long_answer = [{"role": "user", "content": "Count from 1 to 1000, one number per line, nothing else."}]
+    filler = " ".join(f"item{i}" for i in range(400))
+    long_answer = [{"role": "user", "content": f"{filler}\nCount from 1 to 1000, one number per line."}]
     try:
-        with pytest.raises(ProposerError, match="timed out after 2 tries of 1.0s"):
+        with pytest.raises(ProposerError, match=r"produced no token after 2 tries of 0.2s"):
             impatient.complete(long_answer)
         assert server.restarts == 2  # one per timed-out try, so both abandoned generations were stopped
         reply = patient.complete([{"role": "user", "content": "Say hi."}])
@@ -92,6 +97,7 @@ def test_a_timed_out_generation_is_stopped_not_left_running(test_gguf):
         server.close()
     # Two abandoned 900-token generations would hold the server for 40 s or more (about 45 tok/s on 2 cores).
     assert reply.completion_tokens <= 4 and reply.latency_s < 15, reply
+    assert reply.prompt_tokens > 5  # counted by the server's tokenizer (the stream carries no usage)
 
 
 def test_the_default_server_loads_without_weight_repacking_and_answers_the_probe(test_gguf):

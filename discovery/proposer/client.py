@@ -46,6 +46,8 @@ class ChatClient:
     "auto" (json_schema, falling back to text once if the endpoint rejects it).
     """
 
+    timeout_means = "timed out"  # what `timeout` bounds: the whole answer (a stalled stream, when streamed)
+
     def __init__(self, base_url: str | None, api_key: str, model: str, *, timeout: float, max_retries: int,
                  temperature: float, max_tokens: int, response_format: str = "auto", seed: int | None = None):
         if response_format not in RESPONSE_FORMATS:
@@ -97,7 +99,7 @@ class ChatClient:
             response = self._create(messages, mode, **create)
         except openai.APITimeoutError:
             tries = self.tries if client is self._client else client.max_retries + 1
-            raise ProposerError(f"the LLM endpoint {self._where()} timed out after "
+            raise ProposerError(f"the LLM endpoint {self._where()} {self.timeout_means} after "
                                 f"{tries} tries of {client.timeout}s "
                                 "(raise proposer.timeout or proposer.max_retries)") from None
         except openai.APIConnectionError as exc:
@@ -115,8 +117,8 @@ class ChatClient:
             return "json_schema" if self.response_format == "auto" else self.response_format
 
     def _create(self, messages, mode: str, max_tokens: int | None = None, client: openai.OpenAI | None = None,
-                temperature: float | None = None):
-        extra = {}
+                temperature: float | None = None, stream: bool = False):
+        extra = {"stream": True} if stream else {}
         if mode == "json_schema":
             extra["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "loss_proposal", "schema": RESPONSE_SCHEMA, "strict": True}}

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import openai
 
+from discovery.proposer import streamed
 from discovery.proposer.base import ProposerError
 from discovery.proposer.client import ChatClient
 
@@ -266,8 +267,11 @@ class EmbeddedChatClient(ChatClient):
     The server runs one generation at a time anyway, so serializing here keeps a queued request's timeout from
     counting another request's generation. llama-cpp-python finishes a non-streamed generation even after the
     client has gone, so a plain retry would queue behind the abandoned one (and time out in turn); a restart
-    stops it instead, at the cost of reloading the model (seconds).
+    stops it instead, at the cost of reloading the model (seconds). Answers are streamed, so the timeout
+    bounds a stall between tokens, not a long answer on a busy CPU (`streamed.py`).
     """
+
+    timeout_means = "produced no token"
 
     def __init__(self, server: LlamaCppServer, *args, max_retries: int, **kwargs):
         super().__init__(server.base_url, "", *args, max_retries=0, **kwargs)
@@ -280,7 +284,8 @@ class EmbeddedChatClient(ChatClient):
             attempt = 0
             while True:
                 try:
-                    return super()._create(messages, mode, **create)
+                    stream = super()._create(messages, mode, stream=True, **create)
+                    return streamed.collect(stream, messages, self.server.base_url.removesuffix("/v1"))
                 except openai.APIConnectionError as exc:  # (APITimeoutError is one)
                     if self.server.closed:
                         raise ProposerError("the llama.cpp server was stopped (the run is ending)") from None

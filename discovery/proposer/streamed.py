@@ -1,0 +1,78 @@
+"""A streamed chat completion collected into one answer, so that a timeout means "no progress", not "slow".
+
+The embedded server runs on the user's own CPU, shared with training: on a busy 2-core machine a long answer
+can take longer than `proposer.timeout` while tokens keep coming. Streamed, the client's read timeout applies
+between tokens, so only a server that stops producing times out. The answer and its usage are assembled here
+into the shape of a non-streamed `ChatCompletion` (what `client._reply` reads).
+
+llama-cpp-python's stream carries no usage: completion tokens are counted as streamed content pieces (one per
+generated token), and prompt tokens by the server's own tokenizer (`/extras/tokenize/count`) over the messages
+plus the chat template's per-message framing; a server without that endpoint falls back to the estimate.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from types import SimpleNamespace
+
+import httpx
+import openai
+
+from discovery.proposer.client import estimate_tokens
+
+# ChatML (Qwen, the default models): "<|im_start|>role\n" ... "<|im_end|>\n" per message, and the open
+# assistant turn at the end
+FRAMING_TOKENS_PER_MESSAGE = 5
+FRAMING_TOKENS_REPLY = 3
+
+
+def collect(stream, messages: list[dict[str, str]], server_root: str) -> SimpleNamespace:
+    """Read `stream` to its end; transport errors mid-stream become the openai errors the caller handles."""
+    pieces: list[str] = []
+    finish_reason, usage = "", None
+    try:
+        for chunk in stream:
+            usage = getattr(chunk, "usage", None) or usage
+            for choice in chunk.choices or ():
+                content = choice.delta.content if choice.delta else None
+                if content:
+                    pieces.append(content)
+                finish_reason = choice.finish_reason or finish_reason
+    except httpx.TimeoutException as exc:
+        raise openai.APITimeoutError(request=exc.request) from None
+    except (httpx.TransportError, httpx.StreamError) as exc:  # the server died or closed mid-answer
+        raise openai.APIConnectionError(request=getattr(exc, "_request", None) or _nowhere()) from None
+    finally:
+        stream.close()
+    text = "".join(pieces)
+    if usage is None:
+        usage = SimpleNamespace(prompt_tokens=prompt_tokens(messages, server_root), completion_tokens=len(pieces))
+    message = SimpleNamespace(content=text)
+    return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason=finish_reason)], usage=usage)
+
+
+def prompt_tokens(messages: list[dict[str, str]], server_root: str) -> int:
+    """The prompt's tokens by the server's tokenizer, or the conservative estimate without that endpoint."""
+    counted = 0
+    for message in messages:
+        n = _count(server_root, message["content"])
+        if n is None:
+            return estimate_tokens("".join(m["content"] for m in messages))
+        counted += n + FRAMING_TOKENS_PER_MESSAGE
+    return counted + FRAMING_TOKENS_REPLY
+
+
+def _count(server_root: str, text: str) -> int | None:
+    request = urllib.request.Request(f"{server_root}/extras/tokenize/count", method="POST",
+                                     data=json.dumps({"input": text}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(json.load(response)["count"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _nowhere() -> httpx.Request:
+    return httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
