@@ -41,11 +41,22 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(torch.allclose(a, b, rtol=1e-6, atol=1e-9, equal_nan=True))
 
 
-def max_finite_logit(fn: Callable) -> float:
-    """The largest |beta*margin| (float32, beta=0.1) at which loss and gradients stay finite at both signs."""
+def _sweep_inputs(logit: float) -> list[torch.Tensor]:
+    return make_inputs([logit / BETA, -logit / BETA], BETA, seed=13)[0]
+
+
+def max_finite_logit(fn: Callable, independent: bool = False) -> float:
+    """The largest |beta*margin| (float32, beta=0.1) at which loss and gradients stay finite at both signs.
+
+    `independent` (each pair's loss does not depend on the others): the whole sweep in one call."""
+    if independent:
+        try:
+            return _max_finite_logit_at_once(fn)
+        except Exception:  # noqa: BLE001 - the sweep below finds where it fails
+            pass
     best = 0.0
     for logit in LOGIT_SWEEP:
-        inputs, b = make_inputs([logit / BETA, -logit / BETA], BETA, seed=13)
+        inputs, b = _sweep_inputs(logit), BETA
         try:
             out = fn(*inputs, b)
             grads = torch.autograd.grad(out.sum(), inputs[:2], allow_unused=True)
@@ -56,6 +67,31 @@ def max_finite_logit(fn: Callable) -> float:
             break
         best = float(logit)
     return best
+
+
+def _max_finite_logit_at_once(fn: Callable) -> float:
+    """The sweep's pairs (the same inputs) in one batch: the last logit before the first non-finite pair."""
+    parts = [_sweep_inputs(logit) for logit in LOGIT_SWEEP]
+    inputs = [torch.cat(ts).detach().requires_grad_(i < 2) for i, ts in enumerate(zip(*parts, strict=True))]
+    out = fn(*inputs, BETA)
+    grads = torch.autograd.grad(out.sum(), inputs[:2], allow_unused=True)
+    finite = torch.isfinite(out.detach()).reshape(len(LOGIT_SWEEP), 2).all(dim=1)
+    for g in grads:
+        if g is not None:
+            finite &= torch.isfinite(g).reshape(len(LOGIT_SWEEP), 2).all(dim=1)
+    best = 0.0
+    for logit, ok in zip(LOGIT_SWEEP, finite.tolist(), strict=True):
+        if not ok:
+            break
+        best = float(logit)
+    return best
+
+
+def _values_at_once(fn: Callable, deltas) -> list[torch.Tensor]:
+    """`_values(fn, GRID, delta=d)` for each of `deltas`, in one call (a batch-independent loss)."""
+    inputs, b = make_inputs(GRID, BETA, dtype=torch.float64, grad=False, seed=11)
+    batch = [torch.cat([t + d[k] for d in deltas]) for k, t in enumerate(inputs)]
+    return list(fn(*batch, b).detach().double().reshape(len(deltas), len(GRID)).unbind(0))
 
 
 def batch_dependent(fn: Callable, batch: torch.Tensor) -> bool:
@@ -73,16 +109,25 @@ def diagnose(fn: Callable) -> dict:
     scale = float(batch.abs().max()) or 1.0
     at_zero = curve(fn, BETA, [0.0])
     same_logit = _values(fn, GRID / 5, beta=BETA * 5)
+    dependent = batch_dependent(fn, batch)
+    deltas = ((0, 0, 3.0, 0), (0, 0, 0, 3.0), (2.0, 2.0, 0, 0))
+    moved = None
+    if not dependent:  # one call instead of three (the same pairs, each on its own row)
+        try:
+            moved = _values_at_once(fn, deltas)
+        except Exception:  # noqa: BLE001 - one call per delta below
+            moved = None
+    if moved is None or any(m.shape != batch.shape for m in moved):
+        moved = [_values(fn, GRID, delta=d) for d in deltas]
     return {
         "slope_at_zero": at_zero["dloss"][0],
         "loss_at_zero": at_zero["loss"][0],
         "monotonic": bool((diffs <= 1e-9 * scale).all()),
         "convex": bool((second >= -1e-7 * scale).all()),
-        "batch_dependent": batch_dependent(fn, batch),
-        "uses_reference": not (_close(batch, _values(fn, GRID, delta=(0, 0, 3.0, 0)))
-                               and _close(batch, _values(fn, GRID, delta=(0, 0, 0, 3.0)))),
-        "margin_only": _close(batch, _values(fn, GRID, delta=(2.0, 2.0, 0, 0))),
+        "batch_dependent": dependent,
+        "uses_reference": not (_close(batch, moved[0]) and _close(batch, moved[1])),
+        "margin_only": _close(batch, moved[2]),
         "beta_first": _close(batch, same_logit),
-        "max_finite_logit": max_finite_logit(fn),
+        "max_finite_logit": max_finite_logit(fn, independent=not dependent),
         "shape": shape(fn),
     }
