@@ -13,7 +13,7 @@ import symtable
 from dataclasses import asdict, dataclass
 
 from discovery import contract
-from discovery.sandbox import policy
+from discovery.sandbox import policy, values
 
 MODULE_ALIASES = {alias: module for module, aliases in contract.ALLOWED_IMPORTS.items() for alias in aliases}
 ADVICE = "use elementwise torch/F/math functions"
@@ -277,6 +277,8 @@ def check_source(code: str) -> list[Violation]:
         checker = _Checker(local_names)
         for node in tree.body:
             checker.visit(node)
+        if func is not None:  # a tensor's value may not steer Python (see values.py)
+            problems += [Violation(*found) for found in values.violations(func, contract.PARAMS)]
     except RecursionError:
         return problems + [Violation(None, "syntax", "the code is nested too deeply; simplify it")]
     seen, unique = set(), []

@@ -1,0 +1,111 @@
+"""Static rule: a tensor's value may not steer Python (rule `python-value`), and no sequence repetition.
+
+With `float(t)`, `int(t)`, `if t:`, `while t:`, `t and u`, `not t`, `x if t else y`, `assert t`, `for v in t`,
+`range(t)`, `min/max/sum(t)`, `math.f(t)` or `[a, b][t]` a loss turns a tensor (its batch size, a value range)
+into Python control flow: it could run a different loss, an endless loop or a huge allocation only at batch
+sizes the checks never use, and the exported module would do it for its users. Tensor-level choices
+(`torch.where`, `torch.minimum`, `torch.clamp`) stay allowed: the consistency checks and the training guard
+see their values. `[0] * n` and `"s" * n` (sequence repetition) are refused outright: a loss needs neither.
+
+Which names hold tensors is found flow-insensitively: the four log-prob inputs, every `torch.`/`F.` call
+result, and any name assigned (anywhere in the function) from an expression that uses one of them.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterator
+
+MODULES = ("torch", "F")
+CONVERTERS = frozenset(("float", "int", "bool", "range", "min", "max", "sum", "divmod", "round"))
+ADVICE = "use tensor operations (torch.where, torch.minimum, torch.clamp) instead of Python control flow on tensors"
+
+
+def _module_call(node: ast.AST) -> bool:
+    if not isinstance(node, ast.Call):
+        return False
+    current = node.func
+    while isinstance(current, ast.Attribute):
+        current = current.value
+    return isinstance(current, ast.Name) and current.id in MODULES and current is not node.func
+
+
+def _uses(node: ast.AST, tensors: set[str]) -> bool:
+    return any((isinstance(sub, ast.Name) and sub.id in tensors) or _module_call(sub) for sub in ast.walk(node))
+
+
+def _bound_names(target: ast.AST) -> Iterator[str]:
+    for sub in ast.walk(target):
+        if isinstance(sub, ast.Name):
+            yield sub.id
+
+
+def tensor_names(func: ast.FunctionDef, params: tuple[str, ...]) -> set[str]:
+    """The names that may hold a tensor (a fixpoint over every assignment in the function)."""
+    tensors = {name for name in params if name != "beta"}
+    while True:
+        before = len(tensors)
+        for node in ast.walk(func):
+            if isinstance(node, ast.Assign) and _uses(node.value, tensors):
+                for target in node.targets:
+                    tensors.update(_bound_names(target))
+            elif isinstance(node, ast.AugAssign) and (_uses(node.value, tensors) or _uses(node.target, tensors)):
+                tensors.update(_bound_names(node.target))
+            elif isinstance(node, ast.For) and _uses(node.iter, tensors):
+                tensors.update(_bound_names(node.target))
+        if len(tensors) == before:
+            return tensors
+
+
+def _steers(node: ast.AST, uses: Callable[[ast.AST], bool]) -> str | None:
+    """What Python construct turns a tensor into control flow or a Python value at `node` (None: nothing)."""
+    if isinstance(node, ast.If | ast.While | ast.IfExp | ast.Assert) and uses(node.test):
+        return f"`{type(node).__name__.lower().replace('ifexp', 'x if ... else y')}` on a tensor"
+    if isinstance(node, ast.BoolOp) and any(uses(v) for v in node.values):
+        return "`and`/`or` on a tensor"
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not) and uses(node.operand):
+        return "`not` on a tensor"
+    if isinstance(node, ast.Compare) and any(isinstance(op, ast.Is | ast.IsNot | ast.In | ast.NotIn) for op in node.ops) \
+            and uses(node):
+        return "`is`/`in` on a tensor"
+    if isinstance(node, ast.For) and uses(node.iter):
+        return "a `for` loop over a tensor"
+    if isinstance(node, ast.Call) and any(uses(a) for a in node.args + [k.value for k in node.keywords]):
+        if isinstance(node.func, ast.Name) and node.func.id in CONVERTERS:
+            return f"`{node.func.id}()` of a tensor"
+        if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) and node.func.value.id == "math":
+            return f"`math.{node.func.attr}()` of a tensor (it returns a Python number)"
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.List | ast.Tuple | ast.Constant) \
+            and uses(node.slice):
+        return "indexing a Python list/tuple with a tensor"
+    return None
+
+
+def _repeats(node: ast.AST) -> bool:
+    def sequence(side: ast.AST) -> bool:
+        return isinstance(side, ast.List | ast.Tuple) or (isinstance(side, ast.Constant)
+                                                          and isinstance(side.value, str | bytes))
+
+    return isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and (sequence(node.left)
+                                                                              or sequence(node.right))
+
+
+def violations(func: ast.FunctionDef, params: tuple[str, ...]) -> list[tuple[int | None, str, str]]:
+    """(line, rule, message) for each place where a tensor steers Python, or a sequence is repeated."""
+    tensors = tensor_names(func, params)
+
+    def uses(node: ast.AST) -> bool:
+        return _uses(node, tensors)
+
+    found = []
+    for node in ast.walk(func):
+        line = getattr(node, "lineno", None)
+        what = _steers(node, uses)
+        if what:
+            found.append((line, "python-value", f"line {line}: {what} is not allowed: a loss may not turn its "
+                          f"inputs into Python values or branches (it could behave differently in training); "
+                          f"{ADVICE}"))
+        elif _repeats(node):
+            found.append((line, "repeat", f"line {line}: repeating a list, tuple or string (`[x] * n`) is not "
+                          "needed by a loss; compute with tensors"))
+    return found
