@@ -65,6 +65,23 @@ def probe_cases(code: str, runner: IsolatedRunner | None = None) -> list[dict]:
     return result.value["cases"]
 
 
+# the export is what users run with their keys and it checks nothing at run time: before writing it, the code
+# passes today's sandbox checks again, at every batch size up to 128 and a few larger ones (one export, ~0.3 s)
+EXPORT_BATCH_SIZES = (*range(1, 129), 160, 192, 256, 384, 512)
+
+
+def revalidate(code: str, candidate_id: int) -> None:
+    """Refuse to export code that the sandbox would refuse now (an archive from an older policy, or edited)."""
+    from discovery.sandbox import validate
+
+    report = validate(code, batch_sizes=EXPORT_BATCH_SIZES)
+    if not report.valid:
+        first = report.errors[0] if report.errors else None
+        detail = f"[{first.rule or first.check}] {first.message}" if first else "invalid"
+        raise DiscoveryError(f"candidate #{candidate_id} does not pass the sandbox checks at export (at batch sizes "
+                             f"1-128 and up to 512): {detail}; not exported")
+
+
 def probes_agree(cases: list[dict], stored: list[float]) -> bool | None:
     """Do the gradients computed now match the probe values the archive stored at validation time?"""
     if not stored:
@@ -86,6 +103,7 @@ def export_candidate(run_dir: str | Path, candidate_id: int | None = None, best:
         meta = build_metadata(archive, run_dir, summary, function, selection)
         stored = archive.probe_values(summary.id)
         baseline = archive.baseline("dpo")
+    revalidate(code, summary.id)
     cases = probe_cases(code, runner)
     meta["selftest"] = {"probe_values_match_archive": probes_agree(cases, stored), "rtol": 1e-5, "atol": 1e-8}
     meta = jsonable(meta)

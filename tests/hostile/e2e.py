@@ -7,7 +7,9 @@
 each hostile candidate must be refused with its rule (or, a per-pair function that is another loss on
 training's ranges, be valid with a fingerprint other than DPO's), print strict JSON, leave no file and
 never show the key. Then the isolation jobs (host environ, signals, writes, /etc/shadow) and the scratch
-folders. Prints one line per case and exits 1 if any fails.
+folders. Then `discovery export` of archives holding hostile code stored as valid (an older policy, an edited
+archive): refused with its rule, or (valid today) exported with a passing self-test and exactly the validated
+function. Prints one line per case and exits 1 if any fails.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -103,6 +106,59 @@ def isolation_cases() -> list[tuple[str, bool, str]]:
     return out
 
 
+SWITCH32 = make(COUNT + f"    return torch.where(n == 32, {ANTI}, {DPO})\n")
+EXPORTS = {  # name -> (code stored in the archive as a valid, evaluated proposal, expected: "exported" or a rule)
+    # valid today: exported, its self-test passes, and the module runs exactly the validated function
+    "3 value-range switch": (CASES["3 value-range switch (policy at the reference)"][0], "exported"),
+    # stored as valid by an older policy (or an edited archive): refused at export
+    "1 the reproducer (eval at B=8)": (CASES["1 eval behind a nested scope at B=8"][0], "nested"),
+    "3 batch-size switch at 32 (no check size)": (SWITCH32, "batch-size"),
+    "4 Python branch on the batch count": (make(COUNT + f"    if n == 32:\n        return {ANTI}\n    return {DPO}\n"),
+                                          "python-value"),
+}
+
+
+def archive_with(run_dir: str, code: str) -> int:
+    from discovery.archive import Archive
+    from discovery.candidate import Candidate, EvalResult, Origin, Status
+
+    with Archive.open(run_dir) as archive:
+        archive.start_run({}, "synthetic", "key")
+        cid = archive.add_candidate(Candidate(name="hostile", code=code, origin=Origin.LLM, status=Status.QUEUED))
+        archive.add_evaluation(cid, EvalResult(seed=0, fitness=-0.5, ok=True, fidelity="full"))
+        archive.transition(cid, Status.EVALUATED, stage="full")
+    return cid
+
+
+def export_cases() -> list[tuple[str, bool, str]]:
+    """`discovery export` of each archive, then the exported module's own self-test (a fresh python)."""
+    from discovery.export.module import rename_function
+
+    out = []
+    env = {**os.environ, "OPENAI_API_KEY": KEY}
+    for name, (code, expected) in EXPORTS.items():
+        with tempfile.TemporaryDirectory() as folder:
+            cid = archive_with(os.path.join(folder, "run"), code)
+            target = os.path.join(folder, "exported_loss.py")
+            done = subprocess.run([sys.executable, "-m", "discovery.cli", "export", os.path.join(folder, "run"),
+                                   str(cid), "-o", target], capture_output=True, text=True, timeout=300, env=env,
+                                  cwd=folder)
+            text = done.stdout + done.stderr
+            if expected != "exported":
+                ok = done.returncode != 0 and not os.path.exists(target) and f"[{expected}]" in text
+                out.append((f"export refuses: {name}", ok and KEY not in text, text.strip().splitlines()[-1:]))
+                continue
+            selftest = subprocess.run([sys.executable, "-c", "import exported_loss, sys; "
+                                       "sys.exit(0 if exported_loss.self_test() is not False else 1)"],
+                                      capture_output=True, text=True, timeout=300, env=env, cwd=folder)
+            exported = open(target).read() if os.path.exists(target) else ""
+            function = re.search(r"^def (\w+)\(policy_chosen_logps", exported, re.M)
+            same = bool(function) and rename_function(code, function.group(1))[0].strip() in exported  # verbatim
+            ok = done.returncode == 0 and selftest.returncode == 0 and same
+            out.append((f"export + self-test: {name}", ok, (done.stderr + selftest.stdout).strip().splitlines()[-1:]))
+    return out
+
+
 def main() -> int:
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "discovery-sandbox-*")))
     dpo = dpo_fingerprint()
@@ -118,7 +174,7 @@ def main() -> int:
         ok = ok and KEY not in text and not left and "\x1b" not in text
         failures += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {name}: valid={report['valid']} rules={rules} files={left}")
-    for name, ok, detail in isolation_cases():
+    for name, ok, detail in isolation_cases() + export_cases():
         failures += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {name} {detail}")
     leaked = set(glob.glob(os.path.join(tempfile.gettempdir(), "discovery-sandbox-*"))) - before
