@@ -86,26 +86,32 @@ def cold_latencies(count: int) -> list[float]:
     return times
 
 
-def warm_median(tree: str, rounds: int, gap: float = 0.0) -> float:
-    """Warm median (ms) of `tree`'s own bench script, in a python of its own (`--gap` only where not 0)."""
+def warm_run(tree: str, rounds: int, gap: float = 0.0) -> dict:
+    """The JSON result of `tree`'s own bench script, in a python of its own (`--gap` only where not 0)."""
     out = subprocess.run([sys.executable, os.path.join(tree, "bench", "validate_latency.py"), "--json",
                           "--rounds", str(rounds), "--cold", "1", *(["--gap", str(gap)] if gap else [])],
-                         capture_output=True, text=True, check=True,
-                         cwd=tree, env={**os.environ, "PYTHONPATH": tree})
-    return float(json.loads(out.stdout)["warm_median_ms"])
+                         capture_output=True, text=True, check=True, cwd=tree, env={**os.environ, "PYTHONPATH": tree})
+    return json.loads(out.stdout)
 
 
 def side_by_side(baseline: str, rounds: int, repeats: int, gap: float = 0.0) -> None:
+    """Both trees alternately, `repeats` times: warm medians, their ratio, CPU per validation where both
+    scripts report it (`cpu_ms_per_validation`), and the load average."""
     ours, theirs, loads = [], [], []
     for _ in range(repeats):
-        ours.append(warm_median(ROOT, rounds, gap))
-        theirs.append(warm_median(os.path.abspath(baseline), rounds, gap))
+        ours.append(warm_run(ROOT, rounds, gap))
+        theirs.append(warm_run(os.path.abspath(baseline), rounds, gap))
         loads.append(os.getloadavg()[0])
-    mine, base = statistics.median(ours), statistics.median(theirs)
-    print(f"warm median: this tree {mine:.1f} ms {[round(x, 1) for x in ours]}, baseline {base:.1f} ms "
-          f"{[round(x, 1) for x in theirs]}; ratio {mine / base:.2f}; goal <= 50 ms warm: "
-          f"{'met' if mine <= 50 else 'NOT met'} (load average {min(loads):.1f}-{max(loads):.1f} on "
+    mine, base = (statistics.median(r["warm_median_ms"] for r in runs) for runs in (ours, theirs))
+    print(f"warm median: this tree {mine:.1f} ms {[round(r['warm_median_ms'], 1) for r in ours]}, baseline "
+          f"{base:.1f} ms {[round(r['warm_median_ms'], 1) for r in theirs]}; ratio {mine / base:.2f}; goal <= 50 ms "
+          f"warm: {'met' if mine <= 50 else 'NOT met'} (load average {min(loads):.1f}-{max(loads):.1f} on "
           f"{os.cpu_count()} CPUs; gap {gap:g} s)")
+    cpus = [[r.get("cpu_ms_per_validation") for r in runs] for runs in (ours, theirs)]
+    if all(x for runs in cpus for x in runs):
+        a, b = (statistics.median(runs) for runs in cpus)
+        print(f"CPU per validation (host + server + children): this tree {a:.1f} ms, baseline {b:.1f} ms; "
+              f"ratio {a / b:.2f}")
 
 
 def main() -> None:

@@ -1,16 +1,18 @@
-"""The fork server's spare children: forked, warmed up and hardened before their job exists.
+"""The fork server's spare children: forked, hardened and (when the server idles) warmed up before their job.
 
 Forking a server that holds torch (page tables of a few hundred MB), hardening the child (rlimits, seccomp,
 Landlock, scratch dir, environment) and the first run of the checks in a fresh child (copy-on-write and
-first-touch page faults) cost more than the checks themselves. A spare does all of it while the server
-waits, so a job's critical path is sending the spare its message.
+first-touch page faults) cost more than the checks themselves. A spare does them ahead, while the previous
+job runs or the server idles, so that an idle server's critical path is sending a warm spare its message;
+back to back on busy CPUs they still compete with the jobs for the same cores.
 
 A spare is hardened right after the fork, for the limits it expects (the last job's) and with no
 environment of its own, and runs exactly one job: a job with other limits or its own environment gets a
 freshly forked child, and the spares that expected other limits are retired. Once the server has been idle
 for IDLE_WARM_SECONDS it has the spares, one at a time, run the warm-up hook (trusted code: the checks on a
 library loss) so that the first-touch cost is paid before the job; back-to-back jobs skip it (it would
-only add CPU time). Each spare's scratch dir is made for it and removed with it.
+only add CPU time). The warm-up runs after hardening, so its CPU time (tens of ms) and the memory it maps
+count against the job's limits. Each spare's scratch dir is made for it and removed with it.
 """
 
 from __future__ import annotations
