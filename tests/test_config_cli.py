@@ -13,9 +13,12 @@ def test_defaults_need_no_file():
     config = load_config()
     assert isinstance(config, RunConfig)
     assert config.task.name == "synthetic" and config.proposer.backend == "llamacpp"
-    # the defaults the README promises: ~15 min synthetic run, 3 seeds re-evaluated on 5 fresh ones
+    # the defaults the README promises: ~15 min synthetic run, up to 9 seeds raced (rungs of 3) at each of 3 betas
+    # (scored at the best), re-evaluated on 5 fresh ones (bench/fitness_defaults.py)
     assert config.budget.wall_time == 900.0 and config.budget.proposals == 20
-    assert (config.eval.seeds, config.eval.reeval_seeds, config.eval.screen) == (3, 5, True)
+    assert (config.eval.seeds, config.eval.reeval_seeds, config.eval.screen) == (9, 5, True)
+    assert config.eval.betas == (0.05, 0.1, 0.2) and config.eval.fitness == "best_beta"
+    assert (config.eval.racing, config.eval.racing_first_seeds) == ("paired_t", 3)
     assert config.eval.baselines == ("dpo", "slic", "ipo", "lrml") and config.executor.name == "local"
     assert config.train.beta == 0.1 and config.run_dir is None
     assert load_config(None, []).to_dict() == RunConfig().to_dict()  # no file and no override: the defaults

@@ -17,7 +17,7 @@ HEAD = "def {name}(policy_chosen_logps, policy_rejected_logps, reference_chosen_
 MARGIN = ("    margin = (policy_chosen_logps - reference_chosen_logps) - "
           "(policy_rejected_logps - reference_rejected_logps)\n")
 TINY = ["task.options={sft_steps: 30, sft_sequences: 500, train_pairs: 128, heldout_pairs: 32, eval_prompts: 32}",
-        "train.max_steps=3", "eval.seeds=2", "eval.reeval_seeds=2", "eval.promote_fraction=1.0",
+        "train.max_steps=3", "eval.seeds=2", "eval.betas=[]", "eval.reeval_seeds=2", "eval.promote_fraction=1.0",
         "eval.baselines=[dpo]"]
 
 

@@ -67,7 +67,7 @@ def run_settings(s, mtbench_dir, judge, processes: int) -> list[str]:
     sets = [
         "task.name=hf_dpo", f"task.model={s['model']}", f"task.dataset={s['pairs']}", "task.eval_split=test",
         "task.options={scorer: mtbench}", "train.max_steps=2", "train.per_device_train_batch_size=4",
-        "train.max_length=48", "train.learning_rate=0.01", "eval.seeds=1", "eval.screen=false",
+        "train.max_length=48", "train.learning_rate=0.01", "eval.seeds=1", "eval.betas=[]", "eval.screen=false",
         "eval.reeval_seeds=0", "eval.baselines=[dpo, ipo]", f"eval.mtbench_source={mtbench_dir}",
         "eval.mtbench_questions=2", "eval.mtbench_max_new_tokens=6", "eval.mtbench_backend=hf",
         "eval.judge.model=scripted-judge", f"eval.judge.base_url={judge.base_url}", f"eval.judge.api_key_env={KEY_ENV}",

@@ -162,3 +162,4 @@ def test_shipped_recipes_load():
     assert (t.lr_scheduler_type, t.warmup_ratio, t.bf16, t.peft) == ("cosine", 0.1, True, False)
     lora = load_config(root / "hf_dpo_lora_1gpu.yaml")
     assert lora.train.peft and lora.task.name in TASKS
+    assert paper.eval.betas == lora.eval.betas == ()  # the paper's one beta: the default grid would triple GPU time

@@ -28,7 +28,7 @@ def real_run(tmp_path_factory):
     for name, code in REPLAY.items():
         (root / "replay" / f"{name}.py").write_text(code)
     out = run_cli("run", "--run-dir", str(root / "run"), "--proposer", "replay",
-                  "--set", f"proposer.replay_dir={root / 'replay'}", "--seeds", "2", "--workers", "2",
+                  "--set", f"proposer.replay_dir={root / 'replay'}", "--seeds", "2", "--set", "eval.betas=[]", "--workers", "2",
                   "--set", "train.max_steps=3", "--set", "eval.reeval_seeds=0", "--set", "eval.screen=false",
                   "--set", "budget.wall_time=600", "--quiet")
     assert out.returncode == 0, out.stderr[-3000:]

@@ -45,7 +45,7 @@ def page_state(browser) -> dict:
 def test_live_view_follows_a_real_run(tmp_path, browser):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "discovery.cli", "run", "--run-dir", str(run_dir), "--proposer", "symbolic",
-           "--proposals", "3", "--seeds", "1", "--workers", "2", "--set", "train.max_steps=3",
+           "--proposals", "3", "--seeds", "1", "--set", "eval.betas=[]", "--workers", "2", "--set", "train.max_steps=3",
            "--set", "eval.reeval_seeds=1", "--set", "eval.promote_fraction=1.0", "--set", "eval.baselines=[dpo]",
            "--set", f"task.cache_dir={tmp_path / 'cache'}", "--set", TINY_TASK, "--quiet"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

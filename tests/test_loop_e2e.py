@@ -52,7 +52,7 @@ def replay_dir(tmp_path_factory):
 
 def small_run_args(replay_dir, cache_dir) -> list[str]:
     return ["--proposer", "replay", "--set", f"proposer.replay_dir={replay_dir}", "--seeds", "1",
-            "--workers", "2", "--set", "train.max_steps=3", "--set", "eval.reeval_seeds=1",
+            "--set", "eval.betas=[]", "--workers", "2", "--set", "train.max_steps=3", "--set", "eval.reeval_seeds=1",
             "--set", "eval.promote_fraction=1.0", "--set", "eval.baselines=[dpo]",
             "--set", f"task.cache_dir={cache_dir}", "--set", "budget.wall_time=600", "--set", TINY_TASK, "--quiet"]
 
@@ -238,7 +238,7 @@ def test_llamacpp_run_end_to_end(test_gguf, tmp_path):
     """`discovery run` with the embedded llama.cpp server and the test GGUF: real LLM proposals, stored."""
     run_dir, tag = tmp_path / "run", f"llamacpp-e2e-{os.getpid()}"
     out = run_cli("run", "--run-dir", str(run_dir), "--proposer", "llamacpp", "--model", test_gguf,
-                  "--proposals", "2", "--seeds", "1", "--workers", "1", "--set", "train.max_steps=3",
+                  "--proposals", "2", "--seeds", "1", "--set", "eval.betas=[]", "--workers", "1", "--set", "train.max_steps=3",
                   "--set", "executor.threads_per_worker=1",  # the llama.cpp server needs the other core
                   "--set", "eval.reeval_seeds=1", "--set", "eval.baselines=[dpo]",
                   "--set", "proposer.max_tokens=400", "--set", "proposer.max_fix_attempts=1",

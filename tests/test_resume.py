@@ -106,7 +106,7 @@ def test_sigkill_during_proposal_validation_training_and_write_then_resume(tmp_p
     run_dir = tmp_path / "run"
     with LossServer() as server:
         first = ["--run-dir", str(run_dir), "--proposer", "openai", "--model", "scripted-model",
-                 "--proposals", str(PROPOSALS), "--workers", "1", "--seeds", "1",
+                 "--proposals", str(PROPOSALS), "--workers", "1", "--seeds", "1", "--set", "eval.betas=[]",
                  "--set", "executor.threads_per_worker=1",
                  "--set", f"proposer.base_url={server.base_url}", "--set", "proposer.api_key_env=DISCOVERY_TEST_KEY",
                  "--set", "train.max_steps=3", "--set", "eval.reeval_seeds=1", "--set", "eval.promote_fraction=1.0",

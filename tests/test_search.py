@@ -34,7 +34,7 @@ from discovery.selection import make_selection
 from discovery.stats import Fitness
 
 PRICES = {"good": [1.0, 2.0], "bad": [10.0, 20.0]}  # usd per 1M prompt, completion tokens
-EVAL = {"baselines": ["dpo"], "seeds": 2, "screen": False, "reeval_seeds": 0}
+EVAL = {"baselines": ["dpo"], "seeds": 2, "betas": [], "screen": False, "reeval_seeds": 0}
 
 
 def config(proposals: int, budget: dict | None = None, **proposer):
