@@ -15,13 +15,13 @@ from test_trainer import _config, setup  # noqa: F401 - the tiny-model fixture
 from discovery import library
 from discovery.sandbox import checks
 from discovery.sandbox.consistency import Inconsistent, TrainingGuard
-from discovery.sandbox.loader import load_loss
-from discovery.sandbox.static import check_source
+from discovery.sandbox.loader import FILENAME, load_loss, safe_builtins
+from discovery.sandbox.static import check_source, function_name
 
 DPO = "-F.logsigmoid(beta * margin)"
 ANTI = "-F.logsigmoid(-beta * margin)"
 COUNT = "    n = torch.ones_like(margin).sum()\n"
-# losses that pass the static policy but switch on something a loss may not depend on
+# losses that switch on something a loss may not depend on (all but STATIC_REFUSED pass the static policy)
 SWITCHES = {
     "count_is_8": COUNT + f"    return torch.where(n == 8, {ANTI}, {DPO})\n",
     "count_is_16": COUNT + f"    return torch.where(n == 16, {ANTI}, {DPO})\n",
@@ -34,15 +34,25 @@ SWITCHES = {
 }
 
 
-def _fn(body: str):
+STATIC_REFUSED = {"count_via_python_loop"}  # Python control flow on a tensor: rule `python-value` since e575ff1
+
+
+def _fn(body: str, static_refused: bool = False):
+    """The loss of `body`; `static_refused`: the static policy refuses it (asserted), and it is loaded past
+    that layer (restricted builtins only) to check that the dynamic layers catch it too."""
     code = make(body)
-    assert check_source(code) == [], check_source(code)
-    return load_loss(code)
+    if not static_refused:
+        assert check_source(code) == [], check_source(code)
+        return load_loss(code)
+    assert "python-value" in {v.rule for v in check_source(code)}, check_source(code)
+    namespace = {"__builtins__": safe_builtins(), "__name__": "candidate"}
+    exec(compile(code, FILENAME, "exec"), namespace)  # noqa: S102 - trusted test fixture
+    return namespace[function_name(code)]
 
 
 @pytest.mark.parametrize("name", sorted(SWITCHES))
 def test_checks_refuse_batch_size_switches(name):
-    fn = _fn(SWITCHES[name])
+    fn = _fn(SWITCHES[name], static_refused=name in STATIC_REFUSED)
     with pytest.raises(checks.CheckFailure) as info:
         checks.check_consistent(fn, 2.0)
     assert info.value.check == "batch-size"
@@ -102,7 +112,7 @@ def test_in_place_edit_only_at_training_size_is_caught_in_checks_and_training():
 
 def test_loop_only_in_training_is_cut_by_the_per_call_limit():
     fn = _fn(COUNT + "    k = 0\n    while (n == 24) & (k < 10 ** 9):\n        k = k + 1\n"
-                     f"    return {DPO}\n")
+                     f"    return {DPO}\n", static_refused=True)
     guard = TrainingGuard(fn, call_seconds=0.5)
     start = time.perf_counter()
     with pytest.raises(Inconsistent) as info:
