@@ -160,6 +160,8 @@ def export_cases() -> list[tuple[str, bool, str]]:
 
 
 def main() -> int:
+    private = tempfile.mkdtemp(prefix="e2e-issue18-")  # this script's runners only (others share /tmp)
+    os.environ["TMPDIR"] = tempfile.tempdir = private
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "discovery-sandbox-*")))
     dpo = dpo_fingerprint()
     failures = 0
@@ -180,6 +182,7 @@ def main() -> int:
     leaked = set(glob.glob(os.path.join(tempfile.gettempdir(), "discovery-sandbox-*"))) - before
     failures += bool(leaked)
     print(f"{'FAIL' if leaked else 'ok  '} 5 no scratch folders left: {sorted(leaked)}")
+    os.rmdir(private) if not os.listdir(private) else None
     return 1 if failures else 0
 
 
