@@ -121,3 +121,32 @@ def test_the_sweep_removes_a_dead_hosts_folder_and_never_a_live_one(tmp_path):
     os.utime(legacy_new, (old, old))
     assert sweep_stale_scratch(str(tmp_path)) == [legacy_new.name]
     assert mine.exists() and not os.path.exists(lock_path(stale)) and not os.path.exists(lock_path(hidden))
+
+
+@pytest.mark.slow
+def test_run_sigterm_while_a_candidate_trains_leaves_no_folder(tmp_path):
+    from test_loop_e2e import TINY_TASK
+    from test_resume import LossServer, _proposed, _read
+
+    from discovery.candidate import Status
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    run_dir = tmp_path / "run"
+    with LossServer() as server:
+        args = ["--run-dir", str(run_dir), "--proposer", "openai", "--model", "scripted-model", "--proposals", "3",
+                "--workers", "1", "--seeds", "1", "--set", "executor.threads_per_worker=1",
+                "--set", f"proposer.base_url={server.base_url}", "--set", "proposer.api_key_env=DISCOVERY_TEST_KEY",
+                "--set", "train.max_steps=50", "--set", "eval.baselines=[dpo]",
+                "--set", f"task.cache_dir={tmp_path / 'cache'}", "--set", TINY_TASK]
+        env = {**os.environ, "DISCOVERY_TEST_KEY": "sk-test", "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp)}
+        proc = subprocess.Popen([sys.executable, "-m", "discovery.cli", "run", *args, "--quiet"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: any(c.status == Status.TRAINING for c in _read(run_dir, _proposed) or []), proc, timeout=600)
+        assert left(tmp), "the run's sandbox folders exist while it trains"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        finally:
+            proc.kill()
+    assert left(tmp) == [], (proc.returncode, [str(p) for p in tmp.rglob("*")][:20], proc.stderr.read()[-2000:])
