@@ -90,7 +90,13 @@ CASES = {
                                       "python-value"),
     "taint_through_later_assignment": (make("    k = 1.0\n    for i in range(2):\n        if k > 0:\n"
                                             "            pass\n        k = margin.sum()\n" + DPO), "python-value"),
+    "chained_comparison": (make("    s = -1.0 if 0 < margin.mean() < 1 else 1.0\n" + DPO), "python-value"),
+    "chained_comparison_alone": (make("    inside = 31 < torch.ones_like(margin).sum() < 33\n" + DPO), "python-value"),
     "is_identity": (make("    if margin is policy_chosen_logps:\n" + ANTI + DPO), "python-value"),
+    "arange_sized_by_the_batch": (make(COUNT + "    big = torch.arange(torch.where(n == 32, 1e10, 1.0))\n" + DPO),
+                                  "python-value"),
+    "expand_sized_by_a_tensor": (make(COUNT + "    big = margin.expand(n * 1000000, -1)\n" + DPO), "python-value"),
+    "new_zeros_sized_by_a_tensor": (make(COUNT + "    big = margin.new_zeros(n * 1000000)\n" + DPO), "python-value"),
     # allocations sized by anything
     "list_repeat": (make("    xs = [0.0] * 100000000\n" + DPO), "repeat"),
     "string_repeat": (make("    s = 'a' * 10000000000\n" + DPO), "repeat"),
@@ -105,6 +111,10 @@ ALLOWED = {
                          "import math\nimport torch\nimport torch.nn.functional as F\n"),
     "loop_over_range": make("    out = margin * 0\n    for i in range(3):\n        out = out + margin / 3\n"
                             "    return -F.logsigmoid(beta * out)\n"),
+    "sizes_from_constants": make("    m = margin.reshape(-1, 1).expand(-1, 3).mean(-1) + torch.arange(3).sum() * 0\n"
+                                 "    return -F.logsigmoid(beta * m)\n"),
+    "new_full_with_a_tensor_value": make("    z = margin.new_full((1,), 0.0) + margin.mean() * 0\n" + DPO),
+    "chained_comparison_of_scalars": make("    ok = 0 < beta < 1\n" + DPO),
     "minimum_of_tensors": make("    return -F.logsigmoid(beta * torch.minimum(margin, margin * 2))\n"),
 }
 

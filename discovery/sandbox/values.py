@@ -1,7 +1,8 @@
 """Static rule: a tensor's value may not steer Python (rule `python-value`), and no sequence repetition.
 
-With `float(t)`, `int(t)`, `if t:`, `while t:`, `t and u`, `not t`, `x if t else y`, `assert t`, `for v in t`,
-`range(t)`, `min/max/sum(t)`, `math.f(t)` or `[a, b][t]` a loss turns a tensor (its batch size, a value range)
+With `float(t)`, `int(t)`, `if t:`, `while t:`, `t and u`, `not t`, `x if t else y`, `assert t`, `a < t < b`, `for v in t`,
+`range(t)`, `min/max/sum(t)`, `math.f(t)`, `[a, b][t]` or a size from a tensor (`torch.arange(t)`,
+`x.expand(t)`) a loss turns a tensor (its batch size, a value range)
 into Python control flow: it could run a different loss, an endless loop or a huge allocation only at batch
 sizes the checks never use, and the exported module would do it for its users. Tensor-level choices
 (`torch.where`, `torch.minimum`, `torch.clamp`) stay allowed: the consistency checks and the training guard
@@ -17,6 +18,7 @@ import ast
 from collections.abc import Callable, Iterator
 
 MODULES = ("torch", "F")
+SIZE_METHODS = frozenset(("expand", "repeat", "view", "reshape", "new_zeros", "new_ones", "new_full"))
 CONVERTERS = frozenset(("float", "int", "bool", "range", "min", "max", "sum", "divmod", "round"))
 ADVICE = "use tensor operations (torch.where, torch.minimum, torch.clamp) instead of Python control flow on tensors"
 
@@ -68,6 +70,8 @@ def _steers(node: ast.AST, uses: Callable[[ast.AST], bool]) -> str | None:
     if isinstance(node, ast.Compare) and any(isinstance(op, ast.Is | ast.IsNot | ast.In | ast.NotIn) for op in node.ops) \
             and uses(node):
         return "`is`/`in` on a tensor"
+    if isinstance(node, ast.Compare) and len(node.ops) > 1 and uses(node):  # `a < t < b` is `(a < t) and (t < b)`
+        return "a chained comparison of a tensor"
     if isinstance(node, ast.For) and uses(node.iter):
         return "a `for` loop over a tensor"
     if isinstance(node, ast.Call) and any(uses(a) for a in node.args + [k.value for k in node.keywords]):
@@ -75,10 +79,24 @@ def _steers(node: ast.AST, uses: Callable[[ast.AST], bool]) -> str | None:
             return f"`{node.func.id}()` of a tensor"
         if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) and node.func.value.id == "math":
             return f"`math.{node.func.attr}()` of a tensor (it returns a Python number)"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and _sizes(node, uses):
+        return f"a size taken from a tensor (`.{node.func.attr}(...)`)"
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.List | ast.Tuple | ast.Constant) \
             and uses(node.slice):
         return "indexing a Python list/tuple with a tensor"
     return None
+
+
+def _sizes(node: ast.Call, uses: Callable[[ast.AST], bool]) -> bool:
+    """`torch.arange(t)`, `x.expand(t)`, `x.new_zeros(t)`...: a tensor's value used as a size (an allocation
+    that grows with the batch, or only at one batch size)."""
+    attr, receiver = node.func.attr, node.func.value
+    if isinstance(receiver, ast.Name) and receiver.id == "torch" and attr == "arange":
+        return any(uses(a) for a in node.args)
+    if attr in SIZE_METHODS:
+        sizes = node.args[:1] if attr == "new_full" else node.args
+        return any(uses(a) for a in sizes)
+    return False
 
 
 def _repeats(node: ast.AST) -> bool:
