@@ -144,7 +144,7 @@ def test_cli_evaluate_and_errors(task, small_args, tmp_path):
     loss = tmp_path / "dpo.py"
     loss.write_text(library.get("dpo").code)
     sets = [arg for a in small_args for arg in ("--set", a)]
-    out = run_cli("evaluate", str(loss), "--seeds", "1", "--json", *sets)
+    out = run_cli("evaluate", str(loss), "--seeds", "1", "--json", *sets, "--set", "eval.betas=[]")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     entry = data["results"][0]
@@ -159,12 +159,23 @@ def test_cli_evaluate_and_errors(task, small_args, tmp_path):
 
 def test_cli_baselines_table_and_tasks_list(task, small_args):
     sets = [arg for a in small_args for arg in ("--set", a)]
-    out = run_cli("baselines", "--only", "dpo", "--seeds", "1", "--json", *sets)
+    out = run_cli("baselines", "--only", "dpo", "--only", "ipo", "--seeds", "2", "--betas", "0.05", "0.2", "--json",
+                  *sets, "--set", "train.max_steps=10")
     assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout)["baselines"]
-    names = [r["name"] for r in rows]
-    assert sorted(names) == sorted(["dpo", "(reference, untrained)"])
-    means = [r["results"][0]["fitness"]["mean"] for r in rows]
+    doc = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    rows = {r["name"]: r for r in doc["baselines"]}
+    assert sorted(rows) == sorted(["dpo", "ipo", "(reference, untrained)"]) and doc["betas"] == [0.05, 0.2]
+    for name in ("dpo", "ipo"):  # per-beta results (both seeds each) and THE fitness: the mean at its best beta
+        per_beta = {e["beta"]: e for e in rows[name]["results"]}
+        assert sorted(per_beta) == [0.05, 0.2] and all(len(e["seeds"]) == 2 for e in per_beta.values())
+        fit = rows[name]["fitness"]
+        assert doc["fitness_mode"] == fit["mode"] == "best_beta" and fit["fitness"]["n"] == 2
+        assert fit["fitness"]["mean"] == pytest.approx(max(e["fitness"]["mean"] for e in per_beta.values()))
+        assert per_beta[fit["beta"]]["fitness"]["mean"] == pytest.approx(fit["fitness"]["mean"])
+    vs = rows["ipo"]["vs_dpo"]  # paired by seed with DPO, each at its own best beta
+    assert vs["n"] == 2 and vs["diff"] == pytest.approx(rows["ipo"]["fitness"]["fitness"]["mean"]
+                                                        - rows["dpo"]["fitness"]["fitness"]["mean"])
+    means = [r["fitness"]["fitness"]["mean"] for r in doc["baselines"]]
     assert means == sorted(means, reverse=True)
     out = run_cli("tasks", "list", "--json", *sets)
     listed = {r["name"]: r for r in json.loads(out.stdout)}
