@@ -118,6 +118,8 @@ def table(results: dict[str, dict[str, dict]]) -> list[str]:
     out = ["| measure | " + " | ".join(arms) + (" | new / old |" if {"old", "new"} <= set(arms) else " |"),
            "|---|" + "---|" * (len(arms) + ({"old", "new"} <= set(arms)))]
     for key, label, which in keys:
+        if any(which not in results[a] for a in arms):
+            continue
         vals = [results[a][which][key] for a in arms]
         cells = [f"{v:.1f}" if isinstance(v, float) else "-" if v is None else str(v) for v in vals]
         if {"old", "new"} <= set(arms):
@@ -141,6 +143,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--replay-only", action="store_true", help="only the replay of the stored results (no runs)")
+    ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                    help="more settings for both arms, e.g. eval.screen=false (every proposal gets a full evaluation)")
+    ap.add_argument("--no-quick", action="store_true", help="skip the quick-start runs")
     ap.add_argument("--orders", type=int, default=100, help="random seed orders in the replay")
     args = ap.parse_args()
     load0 = os.getloadavg()
@@ -148,11 +153,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fitness-defaults-") as tmp:
         for arm in [] if args.replay_only else args.arms:
             run_dir, quick_dir = Path(tmp) / f"{arm}-run", Path(tmp) / f"{arm}-quick"
-            results[arm] = {"run": measure(run_dir, run_once(ARMS[arm], run_dir, args.proposals, args.seed)),
-                            "quick": measure(quick_dir, run_once(ARMS[arm], quick_dir, 3, args.seed))}
+            sets = [*ARMS[arm], *args.extra]
+            results[arm] = {"run": measure(run_dir, run_once(sets, run_dir, args.proposals, args.seed))}
+            if not args.no_quick:
+                results[arm]["quick"] = measure(quick_dir, run_once(sets, quick_dir, 3, args.seed))
             print(arm, json.dumps(results[arm]), flush=True)
     load1 = os.getloadavg()
-    lines = [f"`python bench/fitness_defaults.py --proposals {args.proposals} --arms {' '.join(args.arms)}` "
+    flags = "".join(f" --set {x}" for x in args.extra) + (" --no-quick" if args.no_quick else "")
+    lines = [f"`python bench/fitness_defaults.py --proposals {args.proposals} --arms {' '.join(args.arms)}{flags}` "
              f"(load {load0[0]:.1f}/{load0[1]:.1f} before, {load1[0]:.1f}/{load1[1]:.1f} after; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
              *[f"- {a}: {' '.join(ARMS[a])}" for a in args.arms], "", *(table(results) if results else [])]
