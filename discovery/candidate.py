@@ -131,6 +131,11 @@ class EvalResult:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
+    @classmethod
+    def failure(cls, seed: int, fidelity: str, beta: float | None, reason: str, **known: Any) -> EvalResult:
+        """The one way a run that did not finish is recorded: no fitness, ok=False, why (at most 2000 chars)."""
+        return cls(seed=seed, fitness=None, fidelity=fidelity, beta=beta, ok=False, reason=reason[:2000], **known)
+
     def with_metrics(self, extra: Metrics) -> EvalResult:
         """This result with more metrics (e.g. where the checkpoint was kept, how long scoring took)."""
         return replace(self, metrics={**self.metrics, **extra})

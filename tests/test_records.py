@@ -86,6 +86,21 @@ def test_an_eval_result_gains_metrics_and_isolation_as_a_new_record():
     assert result.metrics == {"kl": 0.1} and result.isolation == ("seccomp",)
 
 
+def test_a_failed_run_is_built_one_way_and_keeps_where_it_ran():
+    failed = EvalResult.failure(3, "screen", 0.05, "x" * 5000, seconds=1.5, steps=7)
+    assert (failed.ok, failed.fitness, failed.seed, failed.fidelity, failed.beta) == (False, None, 3, "screen", 0.05)
+    assert len(failed.reason) == 2000 and (failed.seconds, failed.steps) == (1.5, 7)
+    package = Path(__file__).resolve().parents[1] / "discovery"
+    built_elsewhere = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "EvalResult":
+                failed = any(k.arg == "ok" and getattr(k.value, "value", None) is False for k in node.keywords)
+                if failed and path.name != "candidate.py":
+                    built_elsewhere.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert not built_elsewhere, f"failed EvalResults built by hand (use EvalResult.failure): {built_elsewhere}"
+
+
 def test_the_archive_stores_records_and_returns_new_ones(tmp_path):
     from discovery.archive import Archive
 

@@ -70,8 +70,8 @@ def result_of(payload: dict[str, Any], ok: bool, value: Any, kind: str, error: s
         result = EvalResult.from_dict(value)
         return result if result.isolation else result.with_isolation(isolation)
     reason = f"{kind}: {error}".strip(": ") if error else kind
-    return EvalResult(seed=payload["seed"], fitness=None, seconds=seconds, fidelity=fidelity["name"],
-                      beta=fidelity.get("beta"), ok=False, reason=reason[:2000], isolation=tuple(isolation))
+    return EvalResult.failure(payload["seed"], fidelity["name"], fidelity.get("beta"), reason, seconds=seconds,
+                              isolation=tuple(isolation))
 
 
 class PooledExecutor(Executor):

@@ -131,9 +131,9 @@ class IsolatedEvaluator:
         try:
             result = self.task.score_checkpoint(checkpoint, payload["code"], fidelity)
         except Exception as exc:  # noqa: BLE001 - a scoring fault (judge down, ...) fails this evaluation
-            result = EvalResult(seed=checkpoint.seed, fitness=None, metrics=dict(checkpoint.metrics),
-                                seconds=checkpoint.seconds, steps=checkpoint.steps, fidelity=fidelity.name,
-                                beta=checkpoint.beta, ok=False, reason=f"scoring: {type(exc).__name__}: {exc}"[:2000])
+            result = EvalResult.failure(checkpoint.seed, fidelity.name, checkpoint.beta,
+                                        f"scoring: {type(exc).__name__}: {exc}", metrics=dict(checkpoint.metrics),
+                                        seconds=checkpoint.seconds, steps=checkpoint.steps)
         return result.with_metrics({"score/seconds": time.perf_counter() - start})
 
     @property

@@ -53,9 +53,8 @@ class ActorSlot(Slot):
         try:
             value = ray.get(self.actor.evaluate.remote(payload))
         except ray.exceptions.RayError as exc:
-            return EvalResult(seed=payload["seed"], fitness=None, fidelity=payload["fidelity"]["name"],
-                              beta=payload["fidelity"].get("beta"), ok=False,
-                              reason=f"ray: {type(exc).__name__}: {str(exc)[:500]}")
+            return EvalResult.failure(payload["seed"], payload["fidelity"]["name"], payload["fidelity"].get("beta"),
+                                      f"ray: {type(exc).__name__}: {str(exc)[:500]}")
         return EvalResult.from_dict(value)
 
     def close(self) -> None:

@@ -39,8 +39,8 @@ def evaluate_candidate(task: Task, code: str, seed: int, fidelity: Fidelity, run
         return runner.evaluate(payload)
     job = runner.run(EVALUATE_JOB, payload)
     if not job.ok:
-        return EvalResult(seed=seed, fitness=None, ok=False, reason=_failure_reason(job), seconds=job.seconds,
-                          fidelity=fidelity.name, beta=fidelity.beta, isolation=tuple(job.isolation))
+        return EvalResult.failure(seed, fidelity.name, fidelity.beta, _failure_reason(job), seconds=job.seconds,
+                                  isolation=tuple(job.isolation))
     return EvalResult.from_dict({**job.value, "isolation": job.isolation})
 
 

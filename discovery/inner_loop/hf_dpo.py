@@ -219,8 +219,8 @@ class HFDPOTask(Task):
         beta = checkpoint.beta if checkpoint.beta is not None else self.config.train.beta
         metrics = dict(checkpoint.metrics)
         if not checkpoint.ok or checkpoint.path is None:
-            return EvalResult(checkpoint.seed, None, metrics, checkpoint.seconds, checkpoint.steps, fidelity.name,
-                              beta, ok=False, reason=checkpoint.reason or "training failed")
+            return EvalResult.failure(checkpoint.seed, fidelity.name, beta, checkpoint.reason or "training failed",
+                                      metrics=metrics, seconds=checkpoint.seconds, steps=checkpoint.steps)
         meta = self._meta()
         model, tokenizer = hf_checkpoint.load(meta["policy"], meta.get("revision"), checkpoint.path,
                                               checkpoint.kind == "lora",

@@ -150,8 +150,8 @@ class ImdbTask(HFDPOTask):
         beta_field = betas[0] if len(betas) == 1 else None
         metrics = dict(checkpoint.metrics)
         if not checkpoint.ok or checkpoint.path is None:
-            return EvalResult(checkpoint.seed, None, metrics, checkpoint.seconds, checkpoint.steps, fidelity.name,
-                              beta_field, ok=False, reason=checkpoint.reason or "training failed")
+            return EvalResult.failure(checkpoint.seed, fidelity.name, beta_field, checkpoint.reason or "training failed",
+                                      metrics=metrics, seconds=checkpoint.seconds, steps=checkpoint.steps)
         meta = self._meta()
         reference, _ = self._reference(meta)
         points = [(0.0, meta["reference_reward"])]

@@ -126,9 +126,8 @@ class SyntheticTask(Task):
             outcome = self._train(policy, loss_fn, seed, fidelity, beta)
             policy = policy.to("cpu")  # scored on CPU like the reference, whatever device trained it
             if not outcome.ok:
-                return EvalResult(seed=seed, fitness=None, metrics=_prefixed(outcome.metrics), ok=False,
-                                  reason=outcome.reason, steps=outcome.steps, fidelity=fidelity.name, beta=beta,
-                                  seconds=time.perf_counter() - start)
+                return EvalResult.failure(seed, fidelity.name, beta, outcome.reason, steps=outcome.steps,
+                                          metrics=_prefixed(outcome.metrics), seconds=time.perf_counter() - start)
         scores = score_policy(policy, state.reference, state.language, state.eval_prompts,
                               self.options.completion_len, seed, state.heldout, state.tokenizer.pad_token_id)
         metrics = {k: v for k, v in scores.items() if k != "fitness"}

@@ -64,8 +64,7 @@ def evaluate_job(payload: dict) -> dict:
         else:
             result = task.evaluate(payload["code"], seed, fidelity)
     except Exception as exc:  # noqa: BLE001 - candidate code raised during training or scoring
-        result = EvalResult(seed=seed, fitness=None, ok=False, fidelity=fidelity.name,
-                            reason=f"{type(exc).__name__}: {exc}"[:500])
+        result = EvalResult.failure(seed, fidelity.name, fidelity.beta, f"{type(exc).__name__}: {exc}"[:500])
     return dataclasses.asdict(result)
 
 
