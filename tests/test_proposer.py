@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -96,6 +97,13 @@ def prompt_for(window: int, max_tokens: int = 512) -> tuple[str, str]:
     context = context_of(archive())
     system = proposer.system_prompt(TASK)
     return system, proposer.propose_prompt(context, system)
+
+
+def test_the_system_prompt_names_the_beta_grid_a_loss_is_scored_on():
+    proposer = LLMProposer(None, local_validate, RunConfig().proposer, None, None)
+    on_grid = proposer.system_prompt(dataclasses.replace(TASK, betas=(0.05, 0.1, 0.2)))
+    assert "beta = 0.05, 0.1, 0.2 and is scored at its best one" in on_grid and "trains with beta = 0.1" not in on_grid
+    assert "trains with beta = 0.1." in proposer.system_prompt(dataclasses.replace(TASK, betas=()))
 
 
 def test_prompt_shows_code_metrics_and_failure_reasons_when_there_is_room():

@@ -70,7 +70,7 @@ class HFDPOTask(Task):
                          "with the candidate loss, starting from the supervised model, which is also the reference."),
             fitness_description=fitness + "; higher is better",
             beta=self.config.train.beta,
-            cost_class="expensive" if self.scorer == "mtbench" else "moderate",
+            cost_class="expensive" if self.scorer == "mtbench" else "moderate", betas=tuple(self.config.eval.betas),
         )
 
     # ---------------------------------------------------------------- shared state

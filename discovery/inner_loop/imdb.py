@@ -62,7 +62,7 @@ class ImdbTask(HFDPOTask):
                          "with the candidate loss; a sentiment classifier gives the reward."),
             fitness_description=(f"P(positive) of generated reviews at a KL budget of {self.opts['kl_budget']} "
                                  "nats per token to the reference; higher is better"),
-            beta=self.config.train.beta, cost_class="moderate",
+            beta=self.config.train.beta, cost_class="moderate", betas=tuple(self.config.eval.betas),
         )
 
     def prepare(self, progress: ProgressFn | None = None) -> None:

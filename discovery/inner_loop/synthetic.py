@@ -63,7 +63,7 @@ class SyntheticTask(Task):
         self._state: SyntheticState | None = None
 
     def info(self) -> TaskInfo:
-        return TaskInfo(self.name, DESCRIPTION, FITNESS, self.config.train.beta, "cheap")
+        return TaskInfo(self.name, DESCRIPTION, FITNESS, self.config.train.beta, "cheap", tuple(self.config.eval.betas))
 
     def cache_key(self) -> str:
         from discovery.inner_loop.synthetic_build import BUILD_VERSION, key_options

@@ -76,6 +76,7 @@ class TaskInfo:
     fitness_description: str  # what the fitness number means
     beta: float
     cost_class: str  # "cheap" (seconds, CPU) | "moderate" (minutes) | "expensive" (GPU hours, paid judge)
+    betas: tuple[float, ...] = ()  # eval.betas: the grid a loss trains on, scored at its best (empty: beta only)
 
 
 ProgressFn = Callable[[str, float], None]  # (stage, fraction done 0..1)

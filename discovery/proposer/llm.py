@@ -49,7 +49,7 @@ class LLMProposer(Proposer):
     def system_prompt(self, task) -> str:
         return templates.render("system", contract=contract.DESCRIPTION,
                                 task_description=task.description, fitness_description=task.fitness_description,
-                                beta=task.beta, params=contract.PARAMS)
+                                beta=task.beta, betas=task.betas, params=contract.PARAMS)
 
     def propose_prompt(self, context: ProposalContext, system: str, choice: operators.Choice | None = None) -> str:
         """The first request of a proposal: the operator's template (propose, mutate, crossover) over the archive."""
