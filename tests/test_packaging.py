@@ -33,7 +33,7 @@ def test_templates_render_from_checkout():
     from discovery import contract
     from discovery.proposer import templates
 
-    text = templates.render("system", contract=contract.DESCRIPTION, task_description="t", beta=0.1,
+    text = templates.render("system", contract=contract.DESCRIPTION, task_description="t", beta=0.1, betas=(),
                             fitness_description="f", params=contract.PARAMS)
     assert contract.SIGNATURE in text
     assert set(templates.names()) >= {"system", "propose", "fix"}

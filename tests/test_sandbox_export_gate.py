@@ -5,10 +5,9 @@ must not reach users. (tests/hostile/e2e.py runs the same through the CLI and th
 from __future__ import annotations
 
 import pytest
+from hostile.archives import archive_with
 from hostile.candidates import make
 
-from discovery.archive import Archive
-from discovery.candidate import Candidate, EvalResult, Origin, Status
 from discovery.errors import DiscoveryError
 from discovery.export.build import export_candidate
 
@@ -20,15 +19,6 @@ STORED_AS_VALID = {
     # tensor-level: passes validate() at its own batch sizes; the export's sizes include 32
     "switch_at_batch_size_32": (make(COUNT + f"    return torch.where(n == 32, {ANTI}, {DPO})\n"), "batch-size"),
 }
-
-
-def archive_with(run_dir, code: str) -> int:
-    with Archive.open(run_dir) as archive:
-        archive.start_run({}, "synthetic", "key")
-        cid = archive.add_candidate(Candidate(name="stored", code=code, origin=Origin.LLM, status=Status.QUEUED))
-        archive.add_evaluation(cid, EvalResult(seed=0, fitness=-0.5, ok=True, fidelity="full"))
-        archive.transition(cid, Status.EVALUATED, stage="full")
-    return cid
 
 
 @pytest.mark.parametrize("name", sorted(STORED_AS_VALID))

@@ -24,6 +24,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+from hostile.archives import archive_with  # noqa: E402
 from hostile.candidates import make  # noqa: E402
 
 KEY = "sk-e2e-issue18-secret"
@@ -118,18 +119,6 @@ EXPORTS = {  # name -> (code stored in the archive as a valid, evaluated proposa
 }
 
 
-def archive_with(run_dir: str, code: str) -> int:
-    from discovery.archive import Archive
-    from discovery.candidate import Candidate, EvalResult, Origin, Status
-
-    with Archive.open(run_dir) as archive:
-        archive.start_run({}, "synthetic", "key")
-        cid = archive.add_candidate(Candidate(name="hostile", code=code, origin=Origin.LLM, status=Status.QUEUED))
-        archive.add_evaluation(cid, EvalResult(seed=0, fitness=-0.5, ok=True, fidelity="full"))
-        archive.transition(cid, Status.EVALUATED, stage="full")
-    return cid
-
-
 def export_cases() -> list[tuple[str, bool, str]]:
     """`discovery export` of each archive, then the exported module's own self-test (a fresh python)."""
     from discovery.export.module import rename_function
@@ -138,7 +127,7 @@ def export_cases() -> list[tuple[str, bool, str]]:
     env = {**os.environ, "OPENAI_API_KEY": KEY}
     for name, (code, expected) in EXPORTS.items():
         with tempfile.TemporaryDirectory() as folder:
-            cid = archive_with(os.path.join(folder, "run"), code)
+            cid = archive_with(os.path.join(folder, "run"), code, name="hostile")
             target = os.path.join(folder, "exported_loss.py")
             done = subprocess.run([sys.executable, "-m", "discovery.cli", "export", os.path.join(folder, "run"),
                                    str(cid), "-o", target], capture_output=True, text=True, timeout=300, env=env,
