@@ -16,9 +16,6 @@ import json
 import urllib.request
 from types import SimpleNamespace
 
-import httpx
-import openai
-
 from discovery.proposer.client import estimate_tokens
 
 # ChatML (Qwen, the default models): "<|im_start|>role\n" ... "<|im_end|>\n" per message, and the open
@@ -28,7 +25,8 @@ FRAMING_TOKENS_REPLY = 3
 
 
 def collect(stream, messages: list[dict[str, str]], server_root: str) -> SimpleNamespace:
-    """Read `stream` to its end; transport errors mid-stream become the openai errors the caller handles."""
+    """Read `stream` to its end. A stall or a server that dies mid-answer raises openai's APITimeoutError or
+    APIConnectionError from the iteration itself (openai's `Stream` converts its transport's errors)."""
     pieces: list[str] = []
     finish_reason, usage = "", None
     try:
@@ -39,10 +37,6 @@ def collect(stream, messages: list[dict[str, str]], server_root: str) -> SimpleN
                 if content:
                     pieces.append(content)
                 finish_reason = choice.finish_reason or finish_reason
-    except httpx.TimeoutException as exc:
-        raise openai.APITimeoutError(request=exc.request) from None
-    except (httpx.TransportError, httpx.StreamError) as exc:  # the server died or closed mid-answer
-        raise openai.APIConnectionError(request=getattr(exc, "_request", None) or _nowhere()) from None
     finally:
         stream.close()
     text = "".join(pieces)
@@ -72,7 +66,3 @@ def _count(server_root: str, text: str) -> int | None:
             return int(json.load(response)["count"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _nowhere() -> httpx.Request:
-    return httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
