@@ -37,3 +37,33 @@ def test_templates_render_from_checkout():
                             fitness_description="f", params=contract.PARAMS)
     assert contract.SIGNATURE in text
     assert set(templates.names()) >= {"system", "propose", "fix"}
+
+
+def test_every_module_level_import_is_a_declared_dependency():
+    """A plain `pip install .` must import every module: a third-party name imported at module level has to come
+    from a base dependency (extras are imported inside the functions that need them). An undeclared import that
+    happens to be installed here (httpx, pulled in by other packages) fails only on a user's clean install."""
+    import ast
+    import re
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    root = REPO
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[\s<>=!~;\[]", dep, maxsplit=1)[0].lower().replace("_", "-")
+                for dep in project["dependencies"]}
+    owners = packages_distributions()
+    undeclared = []
+    for path in sorted((root / "discovery").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:  # module level only
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                     else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "discovery" or top == "__future__":
+                    continue
+                dists = {d.lower().replace("_", "-") for d in owners.get(top, [top])}
+                if not dists & declared:
+                    undeclared.append(f"{path.relative_to(root)}: {top} ({', '.join(sorted(dists))})")
+    assert not undeclared, f"imported at module level but not a base dependency in pyproject.toml: {undeclared}"
