@@ -29,8 +29,8 @@ from discovery.config import RunConfig
 from discovery.executors import Executor
 from discovery.executors.plan import first_stage
 from discovery.inner_loop.task import TaskInfo
-from discovery.loop_budget import budget_stop, drops_pending, proposal_budget_used
-from discovery.loop_progress import LoopResult, Snapshot, eta, phase
+from discovery.loop_budget import budget_stop, charged_wall_time, drops_pending, proposal_budget_used
+from discovery.loop_progress import LoopResult, Snapshot, duration, eta, phase
 from discovery.loop_stages import BASELINE, Stages
 from discovery.proposer.base import Proposal, Proposer, paid_calls
 from discovery.proposer.novelty import KnownLoss, duplicate_of
@@ -44,17 +44,19 @@ ACTIVE = (Status.QUEUED, Status.TRAINING)
 class DiscoveryLoop:
     def __init__(self, config: RunConfig, archive: Archive, task: TaskInfo, proposer: Proposer,
                  executor: Executor, selection: SelectionStrategy, cache: BaselineCache | None = None,
-                 observer=None, validator: Callable | None = None):
+                 observer=None, validator: Callable | None = None, clock: Callable[[], float] = time.monotonic):
         self.config, self.archive, self.task, self.proposer = config, archive, task, proposer
         self.executor, self.selection, self.cache, self.observer = executor, selection, cache, observer
         self.validator = validator  # fingerprints the baselines, so near-copies of them count as duplicates
         self.stages = Stages(config, archive, executor, cache, best=self.best, log=self._log,
-                             on_error=self._stop_with_error)
+                             on_error=self._stop_with_error, clock=clock)
         self.proposing: dict[Future, int] = {}
         self.needs_confirmation = ranking.reeval_required(config.to_dict())  # what "may be called best" needs
         self.stop_reason = ""
         self.error = ""
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
+        self._reference_ready = False
 
     # ---------------------------------------------------------------- driving
 
@@ -92,11 +94,16 @@ class DiscoveryLoop:
     def _check_budget(self) -> None:
         if self.stop_reason:
             return
-        reason = budget_stop(self.config.budget, self.archive.usage(), time.monotonic() - self.started)
+        reason = budget_stop(self.config.budget, self.archive.usage(), self._charged())
         if reason:
             self.stop_reason = reason
             self.archive.log_event("budget", self.stop_reason)
             self._log(self.stop_reason)
+
+    def _charged(self) -> float:
+        """The wall time the budget counts: the baselines' share is not charged (`loop_budget.charged_wall_time`)."""
+        return charged_wall_time(self.clock() - self.started, self.stages.baseline_clock.worker_seconds,
+                                 self.executor.workers)
 
     def _stop_with_error(self, error: str) -> None:
         self.error = error
@@ -143,8 +150,9 @@ class DiscoveryLoop:
                 or proposal_budget_used(self.archive.proposal_count() + len(self.proposing), self.config.budget))
 
     def _start_proposals(self) -> None:
-        if self.stages.baselines_busy():
-            return  # the first context needs the baselines' fitness
+        if self.stages.reference_busy():
+            return  # the first context needs DPO's fitness; the other baselines train behind the proposals
+        self._announce_reference()
         free = self.executor.workers - len(self.stages.running)
         while len(self.proposing) < max(1, free) and self._proposal_blocker() is None:
             generation = self.archive.proposal_count() + len(self.proposing) + 1
@@ -186,6 +194,14 @@ class DiscoveryLoop:
         return [KnownLoss(c.id, c.name, c.fingerprint, c.code_hash, tuple(probes.get(c.id, ())))
                 for c in self.archive.candidates() if c.status not in (Status.DUPLICATE, Status.INVALID)]
 
+    def _announce_reference(self) -> None:
+        if not self._reference_ready and self.stages.baseline_ids:
+            self._reference_ready = True
+            b = self.stages.baseline_progress()
+            rest = "; the other baselines train when a worker is free" if b.done < b.total else ""
+            self._log(f"baselines: reference ready after {duration(self.clock() - self.started)}: {b.text()}; "
+                      f"proposals start{rest}")
+
     # ---------------------------------------------------------------- who is best, progress
 
     def best(self) -> CandidateSummary | None:
@@ -200,14 +216,15 @@ class DiscoveryLoop:
 
     def snapshot(self) -> Snapshot:
         base_done, base_total = self.stages.baselines_done(), len(self.stages.baseline_ids)
-        elapsed, done = time.monotonic() - self.started, self.archive.proposal_count()
+        elapsed, done, jobs = self.clock() - self.started, self.archive.proposal_count(), self.stages.baseline_progress()
+        left = eta(self._charged(), done, self.config.budget.proposals, self.config.budget.wall_time)
         return Snapshot(
-            phase=phase(base_done, base_total, self.stop_reason), elapsed=elapsed,
-            eta=eta(elapsed, done, self.config.budget.proposals, self.config.budget.wall_time),
+            phase=phase(self.stages.reference_busy(), self.stop_reason), elapsed=elapsed,
+            eta=None if left is None or jobs.left is None else left + jobs.left,
             baselines_done=base_done, baselines_total=base_total, generation=done,
             proposing=len(self.proposing), in_flight=self.stages.in_flight(), best=self.best(),
             dpo=self.archive.baseline("dpo"), counts=self.archive.status_counts(), usage=self.archive.usage(),
-            stop_reason=self.stop_reason)
+            stop_reason=self.stop_reason, baseline_jobs=jobs)
 
     def _notify(self) -> None:
         if self.observer is not None:
@@ -217,7 +234,8 @@ class DiscoveryLoop:
         unfinished = [c.id for c in self.archive.candidates() if c.status in ACTIVE]
         return LoopResult(stop_reason=reason, best=self.best(), dpo=self.archive.baseline("dpo"),
                           counts=self.archive.status_counts(), usage=self.archive.usage(),
-                          elapsed=time.monotonic() - self.started, unfinished=unfinished, error=self.error)
+                          elapsed=self.clock() - self.started, unfinished=unfinished, error=self.error,
+                          baseline_jobs=self.stages.baseline_progress())
 
 
 def in_daemon_thread(fn: Callable, *args) -> Future:

@@ -1,7 +1,9 @@
 """Why the loop stops: the budgets (`budget.*`) and the stop reasons, as plain functions of what was used.
 
 The loop stops starting work when `budget_stop` names a reason (wall time, cost cap, token cap; checked
-before every round; wall time also drops the jobs not yet started: `drops_pending`). It proposes no more
+before every round; wall time also drops the jobs not yet started: `drops_pending`). The wall time it is
+given is `charged_wall_time`: the library baselines' share of the machine is not charged (they are a cached
+reference shared by every run, not this run's discovery; `discovery.loop_baselines`). It proposes no more
 once the run was stopped, the proposer is done or over its caps, or `proposal_budget_used` (stored plus
 being proposed reach `budget.proposals`); and it stops with an error when `every_baseline_failed`.
 """
@@ -26,6 +28,12 @@ def budget_stop(budget: BudgetConfig, usage: Usage, elapsed: float) -> str | Non
     if budget.max_tokens is not None and usage.tokens >= budget.max_tokens:
         return f"token cap of {budget.max_tokens} reached"
     return None
+
+
+def charged_wall_time(elapsed: float, baseline_worker_seconds: float, workers: int) -> float:
+    """The wall time `budget.wall_time` counts: the elapsed time less the baseline jobs' worker-seconds spread
+    over the workers (while every worker trains a baseline nothing is charged; one of two: half)."""
+    return max(0.0, elapsed - baseline_worker_seconds / max(1, workers))
 
 
 def drops_pending(stop_reason: str) -> bool:

@@ -1,7 +1,7 @@
 """The evaluation stages of the loop: each candidate's jobs planned, dispatched and collected, and what follows
 each stage (the promotion / re-evaluation / confirmation decisions).
 
-    baseline ............................................ evaluated
+    baseline --(not DPO: racing rungs against DPO: more | stop)--> evaluated
     screen --(top eval.promote_fraction)--> full --(racing rungs: more | stop)--> (may be the best?) reeval
       --(eval.heldout_instances, may be the best?)--> heldout --(beats or ties DPO)--> evaluated, stage heldout
                                                                (else: evaluated, back to stage reeval)
@@ -10,10 +10,12 @@ A stage's jobs are the plan's (`executors.plan`) minus what the archive already 
 what the baseline cache holds), so a resumed run only runs what is missing. A failed seed fails the candidate;
 when every baseline failed the harness is broken and `on_error` stops the run. `best` is the loop's
 `DiscoveryLoop.best` (`discovery.ranking`): who a proposal has to beat to be worth confirming or racing.
+Which pending job runs first (the baselines' tiers) and what the baselines cost: `discovery.loop_baselines`.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -36,7 +38,9 @@ from discovery.executors.plan import (
     stage_jobs,
 )
 from discovery.inner_loop.sweep import sweep_fitness
+from discovery.loop_baselines import REFERENCE, REFERENCE_NAME, BaselineClock, tier
 from discovery.loop_budget import every_baseline_failed
+from discovery.loop_progress import BaselineProgress
 
 BASELINE = "baseline"
 
@@ -46,11 +50,15 @@ class Stages:
 
     def __init__(self, config: RunConfig, archive: Archive, executor: Executor | None, cache: BaselineCache | None,
                  best: Callable[[], CandidateSummary | None], log: Callable[[str], None],
-                 on_error: Callable[[str], None]):
+                 on_error: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
         self.config, self.archive, self.executor, self.cache = config, archive, executor, cache
-        self.best, self.log, self.on_error = best, log, on_error
+        self.best, self.log, self.on_error, self.clock = best, log, on_error, clock
         self.pending: deque[Job] = deque()
         self.running: dict[Future, Job] = {}
+        self.submitted: dict[Future, float] = {}  # when each running job was submitted (`clock`)
+        self.baseline_clock = BaselineClock()
+        self._dpo: int | None = None
+        self._baselines_logged = False
         self.stage_total: dict[int, int] = {}  # jobs of the stage a candidate is in
         self.remaining: dict[int, set] = {}  # job keys the candidate's stage still waits for
         self.baseline_ids: set[int] = set()
@@ -64,8 +72,26 @@ class Stages:
     def baselines_busy(self) -> bool:
         return any(j.candidate_id in self.baseline_ids for j in [*self.pending, *self.running.values()])
 
+    def reference_busy(self) -> bool:
+        """The REFERENCE tier (baseline screens, DPO's first rung) still trains: no proposal may start yet."""
+        return any(self._tier(j) == REFERENCE for j in [*self.pending, *self.running.values()])
+
     def baselines_done(self) -> int:
         return sum(1 for b in self.baseline_ids if b not in self.remaining)
+
+    def baseline_progress(self) -> BaselineProgress:
+        """The baselines' candidate-seeds stored / planned, what they cost this session and an estimate of the rest."""
+        done = total = 0
+        for cid in self.baseline_ids:
+            planned = {self._job_key(j) for j in baseline_jobs(self.config, cid)}
+            stored = {(cid, *self._key(e.result.seed, e.result.fidelity, e.result.beta))
+                      for e in self.archive.evaluations(cid)}
+            have = len(planned & stored)
+            done += have
+            total += len(planned) if cid in self.remaining else have  # finished: raced out or failed ran fewer
+        clock, workers = self.baseline_clock, self.executor.workers
+        return BaselineProgress(done=done, total=total, cached=clock.cached, trained=clock.trained,
+                                seconds=clock.share(workers), left=clock.seconds_left(total - done, workers))
 
     def in_flight(self) -> list[tuple[int, str, str, int, int]]:
         """(id, name, stage, jobs done, jobs of the stage) of every candidate with a stage in progress."""
@@ -85,9 +111,10 @@ class Stages:
         missing = [j for j in jobs if self._job_key(j) not in have]
         if self.cache is not None:
             for job in [j for j in missing if j.candidate_id in self.baseline_ids]:
-                hit = self.cache.get(self._code(job.candidate_id), job.seed, job.fidelity.name, self._beta(job))
+                hit = self.cache.get(self._code(job.candidate_id), job.seed, job.fidelity, self._beta(job))
                 if hit is not None:
                     self.archive.add_evaluation(job.candidate_id, hit)
+                    self.baseline_clock.cached += 1
                     missing.remove(job)
         if self.archive.stage(cid) != stage:
             self.archive.transition(cid, self.archive.candidate(cid).status, stage=stage)
@@ -99,19 +126,26 @@ class Stages:
             self.pending.extend(missing)
 
     def dispatch(self, drop_pending: bool = False) -> None:
-        """Submit pending jobs while workers are free; `drop_pending` (wall time used) drops them instead."""
+        """Submit pending jobs while workers are free, the most urgent tier first (`loop_baselines.tier`; first in,
+        first out within a tier); `drop_pending` (wall time used) drops them instead."""
         if drop_pending:
             self.pending.clear()
         while self.pending and len(self.running) < self.executor.workers:
-            job = self.pending.popleft()
+            job = min(self.pending, key=self._tier)  # (min keeps the first of equals)
+            self.pending.remove(job)
             if self.archive.candidate(job.candidate_id).status == Status.QUEUED:
                 self.archive.transition(job.candidate_id, Status.TRAINING)
+            started = self.clock()
             future = self.executor.submit(job.candidate_id, self._code(job.candidate_id), job.seed, job.fidelity)
             self.running[future] = job
+            self.submitted[future] = started
 
     def collect(self, future: Future) -> None:
         """A submitted job came back: store its result; finish the owner's stage when it was the last job."""
         job = self.running.pop(future)
+        started = self.submitted.pop(future, None)
+        if job.candidate_id in self.baseline_ids and started is not None:
+            self.baseline_clock.add(self.clock() - started)
         try:
             result: EvalResult = future.result()
         except Exception as exc:  # the executor itself failed (not the candidate): retry on resume
@@ -121,7 +155,7 @@ class Stages:
         if not self.archive.add_evaluation(cid, result):
             self.archive.log_event("repeated", f"seed {job.seed} {job.fidelity.name} was already stored", cid)
         if cid in self.baseline_ids and self.cache is not None:
-            self.cache.put(self._code(cid), result, self._beta(job))
+            self.cache.put(self._code(cid), result, job.fidelity, self._beta(job))
         owner = cid if job.owner is None else job.owner
         self.remaining[owner].discard(self._job_key(job))
         if not self.remaining[owner]:
@@ -130,14 +164,13 @@ class Stages:
     def _plan(self, cid: int, stage: str) -> list[Job]:
         """The stage's jobs: racing gives a proposal's full stage its current rung of seeds; the held-out stage
         adds DPO's jobs on the same seeds and instances (run once, then stored and cached)."""
+        if stage == BASELINE and self._races(cid):  # its screen jobs, then the full seeds rung by rung
+            return [*stage_jobs(self.config, cid, SCREEN), *self._rung_jobs(cid)] if self.config.eval.screen \
+                else self._rung_jobs(cid)
         if stage == BASELINE:
             return baseline_jobs(self.config, cid)
         if stage == FULL and self._races(cid):
-            done = {e.result.seed for e in self.archive.evaluations(cid, FULL)
-                    if e.result.seed < self.config.seed + self.config.eval.seeds}
-            n = racing.next_rung(max(0, len(done) - 1), self.config.eval.racing_first_seeds, self.config.eval.seeds)
-            self.rung[cid] = max(n, self.rung.get(cid, 0))
-            return stage_jobs(self.config, cid, FULL, seeds=self.rung[cid])
+            return self._rung_jobs(cid)
         jobs = stage_jobs(self.config, cid, stage, self._sweep_beta(cid) if stage in (REEVAL, HELDOUT) else None)
         dpo = self.dpo_id()
         if stage == HELDOUT and dpo is not None:  # DPO at its own best beta of the full stage, as the winner
@@ -145,9 +178,26 @@ class Stages:
                      for j in stage_jobs(self.config, dpo, HELDOUT, self._sweep_beta(dpo))]
         return jobs
 
+    def _rung_jobs(self, cid: int) -> list[Job]:
+        """Racing: the full stage's jobs up to the candidate's current rung of seeds."""
+        done = {e.result.seed for e in self.archive.evaluations(cid, FULL)
+                if e.result.seed < self.config.seed + self.config.eval.seeds}
+        n = racing.next_rung(max(0, len(done) - 1), self.config.eval.racing_first_seeds, self.config.eval.seeds)
+        self.rung[cid] = max(n, self.rung.get(cid, 0))
+        return stage_jobs(self.config, cid, FULL, seeds=self.rung[cid])
+
     # ---------------------------------------------------------------- decisions after a stage
 
     def _finish(self, cid: int, stage: str) -> None:
+        self._decide(cid, stage)
+        seeded = len(self.baseline_ids) >= len(self.config.eval.baselines)  # (they are stored one by one)
+        if cid in self.baseline_ids and seeded and not self._baselines_logged \
+                and not self.remaining.keys() & self.baseline_ids:
+            self._baselines_logged = True
+            self.log(f"baselines: every one evaluated: {self.baseline_progress().text()}")
+
+    def _decide(self, cid: int, stage: str) -> None:
+        """What follows the end of `stage` for candidate `cid` (the module docstring's diagram)."""
         self.remaining.pop(cid, None)
         failed = [e.result for e in self.archive.evaluations(cid) if not e.result.ok]
         if failed:
@@ -156,7 +206,7 @@ class Stages:
             if cid in self.baseline_ids:
                 self._check_baselines()
             return
-        if stage == FULL and self._races(cid) and self._next_rung(cid):
+        if stage in (FULL, BASELINE) and self._races(cid) and self._next_rung(cid, stage):
             return
         if stage == SCREEN and not self._promoted(cid):
             self.archive.transition(cid, Status.EVALUATED, "screened; not in the top fraction", stage=stage)
@@ -171,18 +221,19 @@ class Stages:
         else:
             self.archive.transition(cid, Status.EVALUATED, stage=stage)
 
-    def _next_rung(self, cid: int) -> bool:
-        """Racing after a rung of full seeds: True when it decided (stopped the proposal or queued the next
-        rung); False when every rung is done and the usual decisions follow (`discovery.racing`)."""
-        best = self.best()
+    def _next_rung(self, cid: int, stage: str) -> bool:
+        """Racing after a rung of full seeds: True when it decided (stopped the candidate or queued the next
+        rung); False when every rung is done and the usual decisions follow (`discovery.racing`). A baseline
+        races against DPO only."""
+        best = None if cid in self.baseline_ids else self.best()
         n = self.rung.get(cid, self.config.eval.seeds)
         verdict = racing.race(self.archive, self.config, cid, n, self.dpo_id(), best.id if best else None)
         if verdict.action == racing.STOP:
-            self.archive.transition(cid, Status.EVALUATED, verdict.reason, stage=FULL)
-            self.log(f"#{cid} {verdict.reason}")
+            self.archive.transition(cid, Status.EVALUATED, verdict.reason, stage=stage)
+            self.log(f"#{cid} {self.archive.candidate(cid).name}: {verdict.reason}")
         elif verdict.action == racing.MORE:
             self.rung[cid] = racing.next_rung(n, self.config.eval.racing_first_seeds, self.config.eval.seeds)
-            self.enter(cid, FULL)
+            self.enter(cid, stage)
         return verdict.action != racing.DONE
 
     def _finish_heldout(self, cid: int) -> None:
@@ -214,11 +265,19 @@ class Stages:
     # ---------------------------------------------------------------- helpers
 
     def _races(self, cid: int) -> bool:
-        return self.config.eval.racing != "off" and cid not in self.baseline_ids
+        """Proposals and the baselines other than DPO (which gets every seed: every comparison pairs with it)."""
+        return self.config.eval.racing != "off" and cid != self.dpo_id()
 
     def dpo_id(self) -> int | None:
-        dpo = self.archive.baseline("dpo")
-        return dpo.id if dpo is not None and dpo.id in self.baseline_ids else None
+        if self._dpo is None:  # (looked up until found: the baselines are stored one by one)
+            dpo = self.archive.baseline(REFERENCE_NAME)
+            self._dpo = dpo.id if dpo is not None and dpo.id in self.baseline_ids else None
+        return self._dpo
+
+    def _tier(self, job: Job) -> int:
+        """The job's tier; without DPO in the run the first baseline is the reference."""
+        reference = self.dpo_id() if self.dpo_id() is not None else min(self.baseline_ids, default=None)
+        return tier(job, self.config, self.baseline_ids, reference)
 
     def _sweep_beta(self, cid: int) -> float | None:
         """With a beta sweep, the beta of the full stage's seeds that `eval.fitness` scores at (best_beta):

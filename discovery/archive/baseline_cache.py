@@ -1,7 +1,10 @@
 """A cache of library-baseline evaluations shared by every run on the same task configuration.
 
-Keyed by the task's `cache_key()`, the training config, the loss source and the (seed, fidelity, beta)
-of the job, so a later run re-uses a baseline only when it would have computed exactly the same thing.
+It lives beside the task data (`<task.cache_dir or ~/.cache/discovery>/baselines.sqlite`), so it survives runs
+and is shared by every run on this machine. Keyed by the package version (`HARNESS`: a release may train or
+score differently), the task's `cache_key()` (its build version and options), the training config and the
+scorer's `score_key()`, the loss source, and the job: seed, fidelity (name, steps fraction, task instance) and
+beta; so a later run re-uses a baseline only when it would have computed exactly the same thing.
 """
 
 from __future__ import annotations
@@ -14,16 +17,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from discovery import __version__
 from discovery.archive.rows import dumps
 from discovery.candidate import EvalResult, code_hash
+from discovery.inner_loop.task import Fidelity
 
 FILE_NAME = "baselines.sqlite"
+HARNESS = __version__  # the training and scoring code's version
 
 
 class BaselineCache:
     def __init__(self, root: str | Path, task_name: str, task_key: str, train: dict[str, Any]):
         self.path = Path(root) / FILE_NAME
-        self._scope = json.dumps({"task": task_name, "key": task_key, "train": train}, sort_keys=True)
+        self._scope = json.dumps({"harness": HARNESS, "task": task_name, "key": task_key, "train": train},
+                                 sort_keys=True, default=str)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         try:
@@ -35,26 +42,28 @@ class BaselineCache:
         except (OSError, sqlite3.Error):
             self._db = None  # an unwritable cache only costs re-computation
 
-    def _key(self, code: str, seed: int, fidelity: str, beta: float | None) -> str:
-        blob = f"{self._scope}|{code_hash(code)}|{seed}|{fidelity}|{beta!r}"
+    def key(self, code: str, seed: int, fidelity: Fidelity, beta: float | None) -> str:
+        """The row key of one job; `beta` is the job's effective beta (train.beta when the fidelity has none)."""
+        job = f"{fidelity.name}|{fidelity.steps_fraction!r}|{fidelity.instance!r}"
+        blob = f"{self._scope}|{code_hash(code)}|{seed}|{job}|{beta!r}"
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def get(self, code: str, seed: int, fidelity: str, beta: float | None) -> EvalResult | None:
+    def get(self, code: str, seed: int, fidelity: Fidelity, beta: float | None) -> EvalResult | None:
         if self._db is None:
             return None
         with self._lock:
             row = self._db.execute("SELECT result_json FROM results WHERE key = ?",
-                                   (self._key(code, seed, fidelity, beta),)).fetchone()
+                                   (self.key(code, seed, fidelity, beta),)).fetchone()
         if not row:
             return None
         return EvalResult.from_dict(json.loads(row[0]))
 
-    def put(self, code: str, result: EvalResult, beta: float | None) -> None:
+    def put(self, code: str, result: EvalResult, fidelity: Fidelity, beta: float | None) -> None:
         if self._db is None or not result.ok:
             return
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?)",
-                             (self._key(code, result.seed, result.fidelity, beta), dumps(asdict(result))))
+                             (self.key(code, result.seed, fidelity, beta), dumps(asdict(result))))
 
     def close(self) -> None:
         if self._db is not None:

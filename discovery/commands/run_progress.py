@@ -14,6 +14,7 @@ from rich.text import Text
 
 from discovery.archive import CandidateSummary
 from discovery.loop import LoopResult, Snapshot
+from discovery.loop_progress import duration
 
 QUIET_ENV = {  # read at import by each library, and inherited by the training workers
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub, and transformers' "Writing model shards"
@@ -51,19 +52,12 @@ def fitness_text(s: CandidateSummary | None) -> str:
     return f"{s.candidate.name} #{s.id}: {s.fitness}"
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
 def render(s: Snapshot) -> Group:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
     head.add_row("phase", activity(s) + (f" ({s.stop_reason})" if s.stop_reason else ""))
-    head.add_row("baselines", f"{s.baselines_done}/{s.baselines_total} evaluated")
+    head.add_row("baselines", f"{s.baseline_jobs.text()} · {s.baselines_done}/{s.baselines_total} losses evaluated")
     head.add_row("proposals", f"{s.generation} stored, {s.proposing} being proposed")
     c = s.counts
     head.add_row("statuses", f"valid {c.get('evaluated', 0) + c.get('queued', 0) + c.get('training', 0)}"
@@ -149,6 +143,7 @@ def closing_lines(run_dir: str, result: LoopResult) -> list[str]:
         f"duplicate {c.get('duplicate', 0)}, failed {c.get('failed', 0)}); LLM {result.usage.tokens} tokens, "
         f"${result.usage.cost_usd:.4f}",
         f"best: {fitness_text(result.best)}   dpo: {fitness_text(result.dpo)}",
+        result.time_text(),
     ]
     if result.unfinished:
         lines.append(f"{len(result.unfinished)} candidate(s) not finished; continue with: "
