@@ -12,7 +12,9 @@ from discovery.errors import DiscoveryError
 from discovery.inspect.safe_text import markup, printable, text
 
 PASSED_CHECKS = ("static policy", "shape (B,) for B in 1,2,7,64",
-                 "same loss with/without grad and at B in 8,16,64,256 (batch statistics only)",
+                 "same per-pair loss with/without grad at every B in 1-512, multiples of 32 up to 2048, 4096 "
+                 "and one random B in 257-511, on the check grid and training's log-prob ranges "
+                 "(batch statistics only)",
                  "finite loss and gradients on the grid",
                  "gradients w.r.t. both policy log-probs", "inputs untouched, no aliasing", "deterministic",
                  "forward+backward speed at B=64")
@@ -42,9 +44,10 @@ def run(args) -> int:
     config = config_from_args(args)
     from discovery.sandbox import validate
     from discovery.sandbox.isolation import SandboxStartError
+    from discovery.sandbox.validation import SWEEP_BATCH_SIZES
 
     try:
-        report = validate(code, config.sandbox)
+        report = validate(code, config.sandbox, batch_sizes=SWEEP_BATCH_SIZES)
     except SandboxStartError as exc:
         raise DiscoveryError(str(exc)) from None
     if args.json:

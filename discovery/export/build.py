@@ -65,21 +65,20 @@ def probe_cases(code: str, runner: IsolatedRunner | None = None) -> list[dict]:
     return result.value["cases"]
 
 
-# the export is what users run with their keys and it checks nothing at run time: before writing it, the code
-# passes today's sandbox checks again, at every batch size up to 128 and a few larger ones (one export, ~0.3 s)
-EXPORT_BATCH_SIZES = (*range(1, 129), 160, 192, 256, 384, 512)
-
-
 def revalidate(code: str, candidate_id: int) -> None:
-    """Refuse to export code that the sandbox would refuse now (an archive from an older policy, or edited)."""
-    from discovery.sandbox import validate
+    """Refuse to export code that the sandbox would refuse now (an archive from an older policy, or edited).
 
-    report = validate(code, batch_sizes=EXPORT_BATCH_SIZES)
+    The export is what users run with their keys and it checks nothing at run time: the code passes today's
+    sandbox checks again, at every batch size of the sweep (`SWEEP_BATCH_SIZES`, as `discovery validate`)."""
+    from discovery.sandbox import validate
+    from discovery.sandbox.validation import SWEEP_BATCH_SIZES, SWEEP_TEXT
+
+    report = validate(code, batch_sizes=SWEEP_BATCH_SIZES)
     if not report.valid:
         first = report.errors[0] if report.errors else None
         detail = f"[{first.rule or first.check}] {first.message}" if first else "invalid"
         raise DiscoveryError(f"candidate #{candidate_id} does not pass the sandbox checks at export (at batch sizes "
-                             f"1-128 and up to 512): {detail}; not exported")
+                             f"{SWEEP_TEXT}): {detail}; not exported")
 
 
 def probes_agree(cases: list[dict], stored: list[float]) -> bool | None:

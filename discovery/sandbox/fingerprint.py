@@ -29,7 +29,7 @@ def probe(fn: Callable) -> tuple[list[float], list[float]]:
                    for margins, shift, seed in configs]
         # training's ranges: a loss that is another function there is another loss
         batches += [make_regime(regime, REGIME_PAIRS, beta, seed=30 + i, dtype=torch.float64)
-                    for i, regime in enumerate(("start", "late"))]
+                    for i, regime in enumerate(("start", "late", "long"))]
         sizes = [b[0].shape[0] for b in batches]
         inputs = [torch.cat(ts).detach().requires_grad_(k < 2) for k, ts in enumerate(zip(*batches, strict=True))]
         out = fn(*inputs, beta)  # one call per beta (one batch of all probes): the probe's cost is per call

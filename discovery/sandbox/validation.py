@@ -18,6 +18,12 @@ PRELOAD = ("torch", "sympy", "discovery.sandbox.jobs")
 WARM_UP = "discovery.sandbox.jobs:warm_up"
 WARM_CHILD = "discovery.sandbox.jobs:warm_child"
 SPARES = 2  # children forked and hardened ahead of their jobs (spares.py), warmed up while the server idles
+# the one-shot sweep (`discovery validate FILE`, `discovery export`, ~0.5 s more): the consistency checks at every
+# batch size up to 512, every multiple of 32 up to 2048, and 4096; the loop's warm validation checks
+# consistency.SIZES and the task's own batch size only (its latency goal); the trainer's TrainingGuard watches
+# the real batches
+SWEEP_BATCH_SIZES = (*range(1, 513), *range(544, 2049, 32), 4096)
+SWEEP_TEXT = "every B in 1-512, multiples of 32 up to 2048, 4096"
 
 
 @dataclass(frozen=True)
