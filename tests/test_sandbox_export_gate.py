@@ -1,4 +1,4 @@
-"""`discovery export` re-runs the sandbox checks (at batch sizes 1-128 and up to 512) before writing a module:
+"""`discovery export` re-runs the sandbox checks (at every batch size of `SWEEP_BATCH_SIZES`) before writing a module:
 the exported module checks nothing at run time, so code an older policy stored as valid, or an edited archive,
 must not reach users. (tests/hostile/e2e.py runs the same through the CLI and the module's self-test.)"""
 
