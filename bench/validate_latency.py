@@ -3,6 +3,10 @@
     python bench/validate_latency.py [--rounds 3] [--cold 3]
     python bench/validate_latency.py --baseline /tmp/base [--repeats 3]   # side by side with another tree
     python bench/validate_latency.py --gap 0.5   # each candidate after 0.5 s idle (an LLM call in the loop)
+    python bench/validate_latency.py --beside never,auto --repeats 2   # spares warmed beside a job or not
+
+`--beside` runs this tree once per DISCOVERY_SANDBOX_WARM_BESIDE_JOB value (spares.py: "auto" warms the
+next spare while a job runs where the 1-minute load is below the CPU count, "always", "never"), alternating.
 
 With `--baseline TREE` (e.g. `git archive <commit> | tar -x -C /tmp/base`) each tree's own script runs in
 its own python, alternating `--repeats` times so that both see the same load; prints each tree's warm
@@ -86,12 +90,27 @@ def cold_latencies(count: int) -> list[float]:
     return times
 
 
-def warm_run(tree: str, rounds: int, gap: float = 0.0) -> dict:
+def warm_run(tree: str, rounds: int, gap: float = 0.0, beside: str | None = None) -> dict:
     """The JSON result of `tree`'s own bench script, in a python of its own (`--gap` only where not 0)."""
+    env = {**os.environ, "PYTHONPATH": tree, **({"DISCOVERY_SANDBOX_WARM_BESIDE_JOB": beside} if beside else {})}
     out = subprocess.run([sys.executable, os.path.join(tree, "bench", "validate_latency.py"), "--json",
                           "--rounds", str(rounds), "--cold", "1", *(["--gap", str(gap)] if gap else [])],
-                         capture_output=True, text=True, check=True, cwd=tree, env={**os.environ, "PYTHONPATH": tree})
+                         capture_output=True, text=True, check=True, cwd=tree, env=env)
     return json.loads(out.stdout)
+
+
+def beside_modes(modes: list[str], rounds: int, repeats: int, gap: float = 0.0) -> None:
+    """This tree once per warm-beside-job mode, alternating `repeats` times: warm median, CPU, load."""
+    runs: dict[str, list[dict]] = {m: [] for m in modes}
+    for _ in range(repeats):
+        for mode in modes:
+            runs[mode].append(warm_run(ROOT, rounds, gap, mode))
+    for mode, rows in runs.items():
+        print(f"{mode:>6}: warm median {statistics.median(r['warm_median_ms'] for r in rows):.1f} ms "
+              f"{[round(r['warm_median_ms'], 1) for r in rows]}, CPU per validation "
+              f"{statistics.median(r['cpu_ms_per_validation'] for r in rows):.1f} ms, load average "
+              f"{min(r['load_avg_1m'] for r in rows):.1f}-{max(r['load_avg_1m'] for r in rows):.1f} "
+              f"on {os.cpu_count()} CPUs; gap {gap:g} s")
 
 
 def side_by_side(baseline: str, rounds: int, repeats: int, gap: float = 0.0) -> None:
@@ -122,7 +141,11 @@ def main() -> None:
     parser.add_argument("--baseline", help="another tree to measure side by side (its own bench script)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--gap", type=float, default=0.0, help="idle seconds before each validation")
+    parser.add_argument("--beside", help="comma-separated DISCOVERY_SANDBOX_WARM_BESIDE_JOB modes to compare")
     args = parser.parse_args()
+    if args.beside:
+        beside_modes(args.beside.split(","), args.rounds, args.repeats, args.gap)
+        return
     if args.baseline:
         side_by_side(args.baseline, args.rounds, args.repeats, args.gap)
         return

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
+from discovery.sandbox import wire
 from discovery.sandbox.isolation import IsolatedRunner, Limits
+from discovery.sandbox.spares import WARM_UP, Spare, SparePool
 
 FAST = Limits(wall_seconds=10, memory_mb=1024, cpu_seconds=20, file_mb=16)
 
@@ -55,3 +57,29 @@ def test_spares_leave_no_folders_after_close():
         mark(r, "x")
         base = r._scratch_base
     assert not os.path.exists(base)
+
+
+def test_back_to_back_jobs_get_spares_warmed_up_beside_the_last_job(monkeypatch):
+    """No idle time between jobs: with a core free ("always" here; "auto" checks the load) the next spare
+    warms up while a job runs, so the jobs after the first still start in a warmed child."""
+    monkeypatch.setenv("DISCOVERY_SANDBOX_WARM_BESIDE_JOB", "always")
+    with IsolatedRunner(preload=("spare_jobs",), limits=FAST, threads=1, spares=2,
+                        child_warm_up="spare_jobs:warm") as r:
+        seen = [r.run("spare_jobs:leave_a_mark", {"mark": f"j{i}", "seconds": 0.3}).value["seen"] for i in range(4)]
+    assert seen[1:] == [["warmed"]] * 3, seen
+
+
+def test_spares_warm_up_beside_a_job_only_where_the_cpus_are_not_saturated(monkeypatch, tmp_path):
+    pool = SparePool(str(tmp_path), 1, 1, dict(FAST.to_dict()), warm_up=lambda: None)
+    job_r, job_w = os.pipe()
+    pool.ready.append(Spare(12345, job_w, job_r, str(tmp_path), pool.limits))
+    pool.state[12345] = "cold"
+    monkeypatch.setattr(os, "getloadavg", lambda: (pool.cpus + 0.5, 0.0, 0.0))
+    assert not pool.start_warm_up_beside_job(), "a saturated machine: the spare waits for the server to idle"
+    assert pool.state[12345] == "cold"
+    monkeypatch.setattr(os, "getloadavg", lambda: (pool.cpus - 0.5, 0.0, 0.0))
+    assert pool.start_warm_up_beside_job()
+    assert pool.state[12345] == "warming"
+    assert wire.recv(job_r, timeout=1.0) == WARM_UP
+    for fd in (job_r, job_w):
+        os.close(fd)

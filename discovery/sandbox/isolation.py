@@ -237,6 +237,7 @@ class IsolatedRunner:
         config = {"preload": list(self.preload), "setup": self.setup, "setup_payload": self.setup_payload,
                   "scratch_base": self._scratch_base, "threads": self.threads, "limits": self.limits.to_dict(),
                   "spares": self.spares, "child_warm_up": self.child_warm_up,
+                  "warm_beside_job": os.environ.get("DISCOVERY_SANDBOX_WARM_BESIDE_JOB", "auto"),  # spares.py
                   "sys_path": import_path(), "writable": list(self.writable), "readable": list(self.readable)}
         prefix = bwrap_command(self._scratch_base, self.writable, self.readable)
         host_layers = [] if prefix or not confine.host_not_dumpable() else ["host-not-dumpable"]

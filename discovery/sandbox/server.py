@@ -88,7 +88,8 @@ class Server:
         self.child_layers: list[str] = []
         self.pending: int | None = None  # a child that answered but may still be exiting
         self.scratch: str | None = None
-        self.spares = SparePool(self.scratch_base, config.get("spares", 1), self.threads, config.get("limits"))
+        self.spares = SparePool(self.scratch_base, config.get("spares", 1), self.threads, config.get("limits"),
+                                beside_job=config.get("warm_beside_job", "auto"))
         self.retiring: list[tuple[int | None, str | None, float]] = []  # (pid, scratch, kill deadline)
 
     def fill_spares(self) -> None:
@@ -175,6 +176,7 @@ class Server:
             ranks = self._fork_ranks(message, scratch, processes)
         if spares:
             self.fill_spares()  # the next job's child is forked and warmed up while this one runs
+            self.spares.start_warm_up_beside_job()  # back to back too, where a core is free (spares.py)
         wall = float(limits["wall_seconds"])
         replies, culprit = self._gather(ranks, start + wall)
         elapsed = time.perf_counter() - start

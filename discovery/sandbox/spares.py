@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import tempfile
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class SparePool:
     """Up to `size` spares for the next jobs; `take(message)` hands one its job."""
 
     def __init__(self, scratch_base: str, size: int, threads: int | None, limits: dict | None,
-                 warm_up=None):
+                 warm_up=None, beside_job: str = "auto"):
         self.scratch_base = scratch_base
         self.size = max(0, int(size))
         self.threads = threads
@@ -53,6 +54,8 @@ class SparePool:
         self.ready: list[Spare] = []
         self.state: dict[int, str] = {}  # pid -> "cold", "warming" (asked, no answer yet) or "warm"
         self.leaving: list[tuple[int, str]] = []  # (pid, scratch) of retired spares, for the server to reap
+        self.beside_job = beside_job  # warm up while a job runs: "auto" (CPUs not saturated), "always", "never"
+        self.cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     def fill(self) -> None:
         while self.limits is not None and len(self.ready) < self.size:
@@ -77,6 +80,22 @@ class SparePool:
                     self.retire([spare])
                 return True
         return False
+
+    def poll_warmed(self) -> None:
+        """Read the warming spare's WARMED answer if it came already (never waits)."""
+        fd = self.warming_fd()
+        if fd is not None and select.select([fd], [], [], 0)[0]:
+            self.warmed(fd)
+
+    def start_warm_up_beside_job(self) -> bool:
+        """While a job runs: warm one cold spare only where the CPUs are not saturated (1-minute load average
+        below the CPUs this process may use), so that back to back its warm-up takes a free core instead of
+        CPU time from the job; on a busy machine the spares wait for the server to idle, as before."""
+        self.poll_warmed()
+        busy = self.beside_job == "never" or self.beside_job != "always" and os.getloadavg()[0] >= self.cpus
+        if self.warm_up is None or busy:
+            return False
+        return self.start_warm_up()
 
     def cold(self) -> bool:
         return self.warm_up is not None and any(v == "cold" for v in self.state.values())
@@ -114,6 +133,7 @@ class SparePool:
             self.retire([s for s in self.ready if s.limits != limits])
         if message.get("env"):
             return None
+        self.poll_warmed()  # a spare that finished warming up while the last job ran is taken first
         order = {"warm": 0, "cold": 1, "warming": 2}  # a warming spare answers only after its warm-up
         self.ready.sort(key=lambda s: order[self.state.get(s.pid, "cold")])
         while self.ready:
