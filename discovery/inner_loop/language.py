@@ -21,9 +21,13 @@ class TrueLanguage:
     initial: torch.Tensor  # (V,) distribution of the first word
     valence: torch.Tensor  # (V,) hidden per-word preference signal
     fluency_weight: float
+    # weight of a correctness-like term: the share of the completion that matches, from its start up to the first
+    # wrong word, the hidden target answer (the true language's most likely continuation of the prompt's last word)
+    target_weight: float = 0.0
 
     @classmethod
-    def random(cls, vocab: int, successors: int, epsilon: float, fluency_weight: float, seed: int) -> TrueLanguage:
+    def random(cls, vocab: int, successors: int, epsilon: float, fluency_weight: float, seed: int,
+               target_weight: float = 0.0) -> TrueLanguage:
         g = torch.Generator().manual_seed(seed)
         weights = torch.zeros(vocab, vocab)
         for word in range(vocab):
@@ -32,7 +36,7 @@ class TrueLanguage:
         sparse = weights / weights.sum(dim=1, keepdim=True)
         transition = (1 - epsilon) * sparse + epsilon / vocab
         valence = torch.randn(vocab, generator=g)
-        return cls(transition, torch.full((vocab,), 1.0 / vocab), valence, fluency_weight)
+        return cls(transition, torch.full((vocab,), 1.0 / vocab), valence, fluency_weight, target_weight)
 
     @property
     def vocab(self) -> int:
@@ -53,14 +57,32 @@ class TrueLanguage:
         prev = torch.cat([prompt_last[:, None], completion[:, :-1]], dim=1)
         return self.transition.log()[prev, completion].mean(dim=1)
 
+    def target(self, prompt_last: torch.Tensor, length: int) -> torch.Tensor:
+        """(n, length) the hidden target answer: the greedy (most likely) continuation of each prompt's last word."""
+        out, prev = torch.empty(len(prompt_last), length, dtype=torch.long), prompt_last
+        for t in range(length):
+            prev = self.transition[prev].argmax(dim=1)
+            out[:, t] = prev
+        return out
+
+    def correct_prefix(self, prompt_last: torch.Tensor, completion: torch.Tensor) -> torch.Tensor:
+        """Share of each completion that matches the target from its first word up to the first wrong one."""
+        hits = completion == self.target(prompt_last, completion.shape[1])
+        return hits.long().cumprod(dim=1).float().mean(dim=1)
+
     def gold_reward(self, prompt_last: torch.Tensor, completion: torch.Tensor) -> torch.Tensor:
-        """valence + fluency_weight * fluency, one number per completion (word ids, not token ids)."""
-        return self.valence[completion].mean(dim=1) + self.fluency_weight * self.fluency(prompt_last, completion)
+        """valence + fluency_weight * fluency (+ target_weight * correct_prefix), one number per completion (word
+        ids, not token ids)."""
+        reward = self.valence[completion].mean(dim=1) + self.fluency_weight * self.fluency(prompt_last, completion)
+        if self.target_weight:
+            reward = reward + self.target_weight * self.correct_prefix(prompt_last, completion)
+        return reward
 
     def state_dict(self) -> dict:
         return {"transition": self.transition, "initial": self.initial, "valence": self.valence,
-                "fluency_weight": self.fluency_weight}
+                "fluency_weight": self.fluency_weight, "target_weight": self.target_weight}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> TrueLanguage:
-        return cls(state["transition"], state["initial"], state["valence"], float(state["fluency_weight"]))
+        return cls(state["transition"], state["initial"], state["valence"], float(state["fluency_weight"]),
+                   float(state.get("target_weight", 0.0)))  # archives built before the option have none

@@ -51,6 +51,9 @@ class SyntheticOptions:
     edit_pairs: float = 0.0
     edit_words: int = 1
     edit_best_of: int = 1
+    # Correctness-like gold reward (a hidden target answer per prompt; TrueLanguage.correct_prefix): its weight,
+    # 0 = off. Added after build 2: in the cache key only when set.
+    target_weight: float = 0.0
 
     @classmethod
     def from_dict(cls, options: dict) -> SyntheticOptions:
@@ -63,7 +66,8 @@ class SyntheticOptions:
         return opts
 
 
-LATE_OPTIONS = ("edit_pairs", "edit_words", "edit_best_of")  # options added after build 2: keyed only when not at their default
+# options added after build 2: keyed only when not at their default
+LATE_OPTIONS = ("edit_pairs", "edit_words", "edit_best_of", "target_weight")
 
 
 def key_options(opts: SyntheticOptions) -> dict:
@@ -171,7 +175,8 @@ def build(opts: SyntheticOptions, target: Path, progress: ProgressFn | None = No
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _stage(progress, "language", 0.0)
-    language = TrueLanguage.random(opts.vocab, opts.successors, opts.epsilon, opts.fluency_weight, opts.seed)
+    language = TrueLanguage.random(opts.vocab, opts.successors, opts.epsilon, opts.fluency_weight, opts.seed,
+                                   opts.target_weight)
     torch.save(language.state_dict(), tmp / "language.pt")
     model, sft_loss = train_sft(opts, language, progress)
     tokenizer = build_tokenizer(words(opts))

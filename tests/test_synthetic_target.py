@@ -1,0 +1,37 @@
+"""task.options.target_weight: a correctness-like gold reward (a hidden target answer per prompt)."""
+
+from __future__ import annotations
+
+import torch
+
+from discovery.config import load_config
+from discovery.inner_loop.language import TrueLanguage
+from discovery.inner_loop.task import get_task
+
+
+def _language(target_weight: float) -> TrueLanguage:
+    return TrueLanguage.random(32, 4, 0.01, 1.0, seed=0, target_weight=target_weight)
+
+
+def test_the_target_is_the_greedy_continuation_and_scores_its_correct_prefix():
+    lang = _language(2.0)
+    last = torch.tensor([3, 7])
+    target = lang.target(last, 12)
+    assert target[0, 0] == lang.transition[3].argmax() and target[0, 1] == lang.transition[target[0, 0]].argmax()
+    wrong_third = target.clone()
+    wrong_third[:, 2] = (wrong_third[:, 2] + 1) % 32  # everything after the first wrong word counts for nothing
+    assert lang.correct_prefix(last, target).tolist() == [1.0, 1.0]
+    assert torch.allclose(lang.correct_prefix(last, wrong_third), torch.tensor([2 / 12, 2 / 12]))
+    plain = _language(0.0).gold_reward(last, target)
+    assert torch.allclose(lang.gold_reward(last, target) - plain, torch.tensor([2.0, 2.0]))
+
+
+def test_off_by_default_old_language_files_load_and_the_default_key_stays(tmp_path):
+    state = _language(0.0).state_dict()
+    del state["target_weight"]  # a language.pt written before the option
+    assert TrueLanguage.from_state_dict(state).target_weight == 0.0
+    assert TrueLanguage.from_state_dict(_language(1.5).state_dict()).target_weight == 1.5
+    base = get_task(load_config(None, [f"task.cache_dir={tmp_path}"]))
+    same = get_task(load_config(None, [f"task.cache_dir={tmp_path}", "task.options.target_weight=0.0"]))
+    other = get_task(load_config(None, [f"task.cache_dir={tmp_path}", "task.options.target_weight=2.0"]))
+    assert base.cache_key() == same.cache_key() != other.cache_key()
