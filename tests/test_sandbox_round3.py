@@ -119,10 +119,10 @@ def test_input_statistics_switches_are_not_dpo_to_the_checks(name):
 
 
 def test_the_long_regime_reaches_training_ranges():
-    pol_c, pol_r, ref_c, ref_r = checks.make_regime("long", 16, 0.1, seed=0, grad=False)
-    assert float(ref_c.min()) < -1000 and float(ref_c.max()) > -300
-    assert torch.equal(pol_c[:8], ref_c[:8]) and torch.equal(pol_r[:8], ref_r[:8])  # step 0: exactly equal
-    assert not torch.equal(pol_c[8:], ref_c[8:])
+    pol_c, pol_r, ref_c, ref_r = checks.make_regime("long", 64, 0.1, seed=0, grad=False)
+    assert float(ref_c.min()) < -2500 and float(ref_c.max()) > -300
+    assert torch.equal(pol_c[:32], ref_c[:32]) and torch.equal(pol_r[:32], ref_r[:32])  # step 0: exactly equal
+    assert not torch.equal(pol_c[32:], ref_c[32:])
     assert "long" in checks.REGIMES
 
 
@@ -135,7 +135,7 @@ def _training_batch(batch: int, low: float = -100.0, seed: int = 0):
 
 
 @pytest.mark.parametrize("trigger, batch, low", [("torch.ones_like(margin).sum() == 24", 24, -100.0),
-                                                 ("reference_chosen_logps.min() < -3000", 8, -3100.0)])
+                                                 ("reference_chosen_logps.min() < -5000", 8, -5100.0)])
 def test_purity_runs_in_training_too(trigger, batch, low):
     """An in-place edit of the reference (it forges the logged rewards) only at a training-only size or range:
     the checks refuse any in-place write (even of zeros), and the training guard, on its own, stops the first

@@ -107,8 +107,8 @@ def make_regime(regime: str, n: int, beta: float, seed: int, grad: bool = True, 
 
     "start": the policy is still the reference (log-ratios within +-0.05, margins near 0); "late": chosen
     pushed up and rejected down by tens of nats (|beta * margin| up to ~10 at beta 0.1); "checks": the
-    check grid (`make_inputs`, margins -12..12); "long": long answers of a 7B model (-1500..-100), the first half
-    at step 0 of training (the policy exactly the reference), the rest late."""
+    check grid (`make_inputs`, margins -12..12); "long": long answers of a 7B model (-3000..-100: up to 1024
+    tokens), the first half at step 0 of training (the policy exactly the reference), the rest late."""
     if regime == "checks":
         return make_inputs(torch.linspace(-12, 12, n), beta, dtype, grad, seed)[0]
     return _fresh((regime, n, dtype, seed), lambda: _build_regime(regime, n, dtype, seed), grad)
@@ -121,7 +121,7 @@ def _build_regime(regime: str, n: int, dtype, seed: int) -> list[torch.Tensor]:
         return torch.empty(n, dtype=torch.float64).uniform_(low, high, generator=gen)
 
     if regime == "long":
-        ref_c, ref_r = uniform(-1500.0, -100.0), uniform(-1500.0, -100.0)
+        ref_c, ref_r = uniform(-3000.0, -100.0), uniform(-3000.0, -100.0)
         up, down = uniform(-5.0, 40.0), uniform(-5.0, 60.0)
         up[:n // 2] = 0.0
         down[:n // 2] = 0.0
@@ -211,7 +211,7 @@ def check_finite_and_gradients(fn: Callable, seconds: float) -> None:
             if bad[:grid].any():
                 where = f"margins {[round(m, 2) for m in margins[bad[:grid]][:3].tolist()]} (log-probs in {LOGP_RANGE})"
             else:
-                where = "training-like inputs (log-probs -1500..-1, policy at the reference or far from it)"
+                where = "training-like inputs (log-probs -3000..-1, policy at the reference or far from it)"
             raise CheckFailure("finite", f"the loss is NaN or Inf at beta={beta:g}, {where}; "
                                "keep it finite (e.g. logsigmoid, clamp)")
         if not out.requires_grad:

@@ -31,7 +31,7 @@ EXACT = {"rtol": 1e-5, "atol": 1e-6}
 STATS_RTOL = 0.05  # batch-statistic losses: tolerance relative to the largest per-pair loss
 STATS_ATOL = 1e-4
 BASE = (("checks", 3), ("start", 3), ("late", 2))  # the 8 watched pairs: the check grid and training's ranges
-FILLERS = ("checks", "start", "late", "long")  # what surrounds them, in turn (long answers: -1500..-100)
+FILLERS = ("checks", "start", "late", "long")  # what surrounds them, in turn (long answers: -3000..-100)
 ALONE = (0, 3, 6)  # one watched pair of each range also computed alone (B=1)
 
 
