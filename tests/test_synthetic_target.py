@@ -13,11 +13,12 @@ def _language(target_weight: float) -> TrueLanguage:
     return TrueLanguage.random(32, 4, 0.01, 1.0, seed=0, target_weight=target_weight)
 
 
-def test_the_target_is_the_greedy_continuation_and_scores_its_correct_prefix():
+def test_the_target_is_the_second_likeliest_path_and_scores_its_correct_prefix():
     lang = _language(2.0)
     last = torch.tensor([3, 7])
     target = lang.target(last, 12)
-    assert target[0, 0] == lang.transition[3].argmax() and target[0, 1] == lang.transition[target[0, 0]].argmax()
+    second = lang.transition.topk(2, dim=1).indices[:, 1]  # not the mode: sharpening alone does not reach it
+    assert target[0, 0] == second[3] and target[0, 1] == second[target[0, 0]] != lang.transition[target[0, 0]].argmax()
     wrong_third = target.clone()
     wrong_third[:, 2] = (wrong_third[:, 2] + 1) % 32  # everything after the first wrong word counts for nothing
     assert lang.correct_prefix(last, target).tolist() == [1.0, 1.0]

@@ -22,7 +22,8 @@ class TrueLanguage:
     valence: torch.Tensor  # (V,) hidden per-word preference signal
     fluency_weight: float
     # weight of a correctness-like term: the share of the completion that matches, from its start up to the first
-    # wrong word, the hidden target answer (the true language's most likely continuation of the prompt's last word)
+    # wrong word, the hidden target answer (each word the true language's second most likely next word: a fluent
+    # answer that is not the reference's mode, so sharpening the policy does not find it)
     target_weight: float = 0.0
 
     @classmethod
@@ -58,10 +59,10 @@ class TrueLanguage:
         return self.transition.log()[prev, completion].mean(dim=1)
 
     def target(self, prompt_last: torch.Tensor, length: int) -> torch.Tensor:
-        """(n, length) the hidden target answer: the greedy (most likely) continuation of each prompt's last word."""
+        """(n, length) the hidden target answer: from each prompt's last word, the second most likely next word."""
         out, prev = torch.empty(len(prompt_last), length, dtype=torch.long), prompt_last
         for t in range(length):
-            prev = self.transition[prev].argmax(dim=1)
+            prev = self.transition[prev].topk(2, dim=1).indices[:, 1]
             out[:, t] = prev
         return out
 
