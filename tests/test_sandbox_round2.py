@@ -97,6 +97,23 @@ CASES = {
                                   "python-value"),
     "expand_sized_by_a_tensor": (make(COUNT + "    big = margin.expand(n * 1000000, -1)\n" + DPO), "python-value"),
     "new_zeros_sized_by_a_tensor": (make(COUNT + "    big = margin.new_zeros(n * 1000000)\n" + DPO), "python-value"),
+    # near misses of the literal forms allowed below: the size comes from a tensor or from outside a display
+    "for_over_repeated_tuple": (make(COUNT + "    out = margin * 0\n    for x in (margin,) * 3:\n        out = out + x\n"
+                                     + DPO), "repeat"),
+    "for_over_tuple_plus_tensor": (make("    out = margin * 0\n    for x in (margin,) + (margin, margin):\n"
+                                        "        out = out + x\n" + DPO), "python-value"),
+    "for_over_list_plus_list_of_tensor": (make("    for x in [margin] + list(margin):\n        pass\n" + DPO),
+                                          "builtin"),
+    "for_over_a_named_tuple": (make("    pair = (margin, margin)\n    for x in pair:\n        pass\n" + DPO),
+                               "python-value"),
+    "for_over_tuple_then_if_on_element": (make("    for x in (margin, policy_chosen_logps):\n        if x.mean() > 0:\n"
+                                               "            pass\n" + DPO), "python-value"),
+    "zip_over_tensor": (make("    for a, b in zip(margin, margin):\n        pass\n" + DPO), "builtin"),
+    "sum_of_list_with_tensor_start": (make("    m = sum([margin, margin], margin)\n" + DPO), "python-value"),
+    "sum_of_a_named_list": (make("    xs = [margin, margin]\n    m = sum(xs)\n" + DPO), "python-value"),
+    "max_of_two_tensors": (make("    m = max(margin, margin * 2)\n" + DPO), "python-value"),
+    "min_of_a_list_of_tensors": (make("    m = min([margin, margin * 2])\n" + DPO), "python-value"),
+    "range_inside_a_display": (make(COUNT + "    for x in (margin, range(n)):\n        pass\n" + DPO), "python-value"),
     # allocations sized by anything
     "list_repeat": (make("    xs = [0.0] * 100000000\n" + DPO), "repeat"),
     "string_repeat": (make("    s = 'a' * 10000000000\n" + DPO), "repeat"),
@@ -115,6 +132,12 @@ ALLOWED = {
                                  "    return -F.logsigmoid(beta * m)\n"),
     "new_full_with_a_tensor_value": make("    z = margin.new_full((1,), 0.0) + margin.mean() * 0\n" + DPO),
     "chained_comparison_of_scalars": make("    ok = 0 < beta < 1\n" + DPO),
+    "for_over_a_tuple_of_tensors": make("    out = 0.0\n    for x in (policy_chosen_logps, policy_rejected_logps):\n"
+                                        "        out = out + x * 0\n    return -F.logsigmoid(beta * margin) + out\n"),
+    "for_over_a_list_of_tensors": make("    out = margin * 0\n    for x in [margin, margin * 2]:\n        out = out + x / 3\n"
+                                       "    return -F.logsigmoid(beta * out)\n"),
+    "unpacking_a_tuple_of_tensors": make("    a, b = (margin, margin * 2)\n    return -F.logsigmoid(beta * (b - a))\n"),
+    "sum_of_a_list_of_tensors": make("    m = sum([margin, margin, -margin])\n    return -F.logsigmoid(beta * m)\n"),
     "minimum_of_tensors": make("    return -F.logsigmoid(beta * torch.minimum(margin, margin * 2))\n"),
 }
 

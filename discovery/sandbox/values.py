@@ -8,6 +8,11 @@ sizes the checks never use, and the exported module would do it for its users. T
 (`torch.where`, `torch.minimum`, `torch.clamp`) stay allowed: the consistency checks and the training guard
 see their values. `[0] * n` and `"s" * n` (sequence repetition) are refused outright: a loss needs neither.
 
+Allowed with proof that the trip count or result depends only on the code's literals (`static_size`):
+`for x in (t1, t2):` / `for x in [t1, t2]:` (iteration over a tuple/list display) and `sum([t1, t2, t3])` (tensor
+addition). Anything else that iterates or reduces in Python stays refused: `for x in (t,) * n` (repeat),
+`for x in [t] + more`, a name bound to a tuple, `min(t1, t2)`/`max(...)` (they take a tensor's truth value).
+
 Which names hold tensors is found flow-insensitively: the four log-prob inputs, every `torch.`/`F.` call
 result, and any name assigned (anywhere in the function) from an expression that uses one of them.
 """
@@ -30,6 +35,21 @@ def _module_call(node: ast.AST) -> bool:
     while isinstance(current, ast.Attribute):
         current = current.value
     return isinstance(current, ast.Name) and current.id in MODULES and current is not node.func
+
+
+def _display(node: ast.AST) -> bool:
+    """A tuple/list display: its length is the number of its elements (`*` unpacking is a refused node)."""
+    return isinstance(node, ast.Tuple | ast.List)
+
+
+def static_size(node: ast.AST) -> bool:
+    """Python that handles tensors but whose trip count / result depends only on the code's literals:
+    `for x in (t1, t2)` (the loop runs len(elts) times whatever the tensors hold) and `sum([t1, t2])`
+    (0 + t1 + t2: tensor addition, no truth value taken)."""
+    if isinstance(node, ast.For):
+        return _display(node.iter)
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "sum"
+            and len(node.args) == 1 and not node.keywords and _display(node.args[0]))
 
 
 def _uses(node: ast.AST, tensors: set[str]) -> bool:
@@ -72,9 +92,10 @@ def _steers(node: ast.AST, uses: Callable[[ast.AST], bool]) -> str | None:
         return "`is`/`in` on a tensor"
     if isinstance(node, ast.Compare) and len(node.ops) > 1 and uses(node):  # `a < t < b` is `(a < t) and (t < b)`
         return "a chained comparison of a tensor"
-    if isinstance(node, ast.For) and uses(node.iter):
+    if isinstance(node, ast.For) and uses(node.iter) and not static_size(node):
         return "a `for` loop over a tensor"
-    if isinstance(node, ast.Call) and any(uses(a) for a in node.args + [k.value for k in node.keywords]):
+    arguments = node.args + [k.value for k in node.keywords] if isinstance(node, ast.Call) else []
+    if isinstance(node, ast.Call) and not static_size(node) and any(uses(a) for a in arguments):
         if isinstance(node.func, ast.Name) and node.func.id in CONVERTERS:
             return f"`{node.func.id}()` of a tensor"
         if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) and node.func.value.id == "math":
