@@ -81,5 +81,9 @@ def test_spares_warm_up_beside_a_job_only_where_the_cpus_are_not_saturated(monke
     assert pool.start_warm_up_beside_job()
     assert pool.state[12345] == "warming"
     assert wire.recv(job_r, timeout=1.0) == WARM_UP
+    pool.state[12345] = "warm"  # a spare is warm for the next job (after idle time): the rest wait for idle
+    pool.ready.append(Spare(12346, job_w, job_r, str(tmp_path), pool.limits))
+    pool.state[12346] = "cold"
+    assert not pool.start_warm_up_beside_job()
     for fd in (job_r, job_w):
         os.close(fd)

@@ -88,12 +88,13 @@ class SparePool:
             self.warmed(fd)
 
     def start_warm_up_beside_job(self) -> bool:
-        """While a job runs: warm one cold spare only where the CPUs are not saturated (1-minute load average
-        below the CPUs this process may use), so that back to back its warm-up takes a free core instead of
-        CPU time from the job; on a busy machine the spares wait for the server to idle, as before."""
+        """While a job runs: warm one cold spare when no spare is warm for the next job (back to back; after
+        idle time one is, and the rest warm up while the server idles again) and the CPUs are not saturated
+        (1-minute load average below the CPUs this process may use), so that its warm-up takes a free core
+        instead of CPU time from the job; on a busy machine the spares wait for the server to idle."""
         self.poll_warmed()
         busy = self.beside_job == "never" or self.beside_job != "always" and os.getloadavg()[0] >= self.cpus
-        if self.warm_up is None or busy:
+        if self.warm_up is None or busy or "warm" in self.state.values():
             return False
         return self.start_warm_up()
 
