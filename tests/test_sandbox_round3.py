@@ -188,3 +188,45 @@ GRAD_MODE = ("policy_chosen_logps.requires_grad", "policy_chosen_logps.grad_fn",
 def test_grad_mode_is_not_observable(expression):
     code = make(f"    g = {expression}\n    return torch.where(torch.ones_like(margin) > 0, {DPO}, {ANTI})\n")
     assert check_source(code), expression
+
+
+# a loss that singles out one beta: DPO at every beta the loop's checks and fingerprint use, anti-DPO at the beta
+# training runs (0.2 is in the default grid)
+BETA_SWITCHES = {
+    "python_compare": "    return -F.logsigmoid(beta * margin * (1 - 2 * (beta == 0.2)))\n",
+    "tensor_compare": "    flip = torch.where(torch.ones_like(margin) * beta == 0.2, -1.0, 1.0)\n"
+                      "    return -F.logsigmoid(flip * beta * margin)\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BETA_SWITCHES))
+def test_a_switch_at_one_beta_is_refused_by_the_sweep_and_stopped_in_training(name):
+    code = make(BETA_SWITCHES[name])
+    assert check_source(code) == []
+    fn = load_loss(code)
+    with pytest.raises(checks.CheckFailure) as failure:
+        checks.check_consistent(fn, 2.0, SWEEP_BATCH_SIZES)
+    assert failure.value.check == "beta"
+    guard = TrainingGuard(fn)
+    assert guard(*_training_batch(8), 0.1).shape == (8,)
+    with pytest.raises(Inconsistent) as info:
+        guard(*_training_batch(8), 0.2)
+    assert info.value.rule == "beta"
+
+
+def test_cli_validate_refuses_a_beta_switch(tmp_path, capsys):
+    rc, report = _validate_cli(tmp_path, make(BETA_SWITCHES["tensor_compare"]), capsys)
+    assert rc == 1 and report["errors"][0]["rule"] == "beta", report["errors"]
+
+
+def test_library_losses_are_continuous_in_beta():
+    from discovery import library
+    from discovery.sandbox.consistency import check_betas
+
+    for name in library.names():
+        fn = load_loss(library.get(name).code)
+        check_betas(fn, lambda f, inputs, beta: f(*inputs, beta))
+        guard = TrainingGuard(fn)
+        for beta in (0.05, 0.1, 0.2, 2.5):
+            for batch in (1, 8, 37):
+                assert guard(*_training_batch(batch, seed=batch), beta).shape == (batch,), (name, beta)

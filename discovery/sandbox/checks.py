@@ -264,11 +264,13 @@ def check_speed(fn: Callable, max_seconds: float, seconds: float) -> float:
 def check_consistent(fn: Callable, seconds: float, sizes: tuple[int, ...] = ()) -> None:
     """Same per-pair loss with and without grad and at B in 8..512, the task's `sizes` and one random size
     (beyond batch statistics), on the check grid and training's value ranges."""
-    from discovery.sandbox.consistency import Inconsistent
+    from discovery.sandbox.consistency import SWEEP_MIN_SIZES, Inconsistent, check_betas
     from discovery.sandbox.consistency import check_consistent as consistent
 
     try:
         consistent(fn, make_inputs, lambda f, inputs, beta: call(f, inputs, beta, seconds), tuple(sizes))
+        if len(sizes) >= SWEEP_MIN_SIZES:  # the one-shot sweep (CLI, export): betas too
+            check_betas(fn, lambda f, inputs, beta: call(f, inputs, beta, seconds))
     except Inconsistent as exc:
         raise CheckFailure(exc.rule, exc.message) from None
 

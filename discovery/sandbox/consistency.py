@@ -10,7 +10,8 @@ Two halves, sharing the comparisons:
   hair so that no pair is duplicated) and a batch of copies of one pair leave each pair's loss (nearly)
   unchanged, at every size.
 - `TrainingGuard` (in the trainer, on every call): the inputs are not edited in place and not aliased,
-  the call returns within a time limit, the loss is the same without gradients, and a loss that was
+  the call returns within a time limit, the loss is the same without gradients, it does not jump at exactly
+  the training beta (`jumps_at`; the one-shot sweep checks `SWEEP_BETAS` the same way), and a loss that was
   batch-independent in the checks stays batch-independent on the real batches; a batch-dependent one
   keeps its loss when the real batch is copied twice.
 """
@@ -169,6 +170,38 @@ def batch_statistics_only(fn: Callable, base, beta: float, call: Callable, sizes
                                    "batch statistics (e.g. `.mean()`, not `.sum()` or the batch size)")
 
 
+# beta: a loss may be any function of beta, but not one that jumps at the exact value training uses
+BETA_STEP = 1e-6  # relative: beta -+ this, the loss at beta must be the midpoint of its neighbours
+BETA_RTOL = 1e-4  # of the largest per-pair loss; plus STATS_ATOL
+SWEEP_BETAS = (0.01, 0.02, 0.025, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8,
+               0.9, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.25, 10.0)  # the one-shot sweep's betas (CLI, export)
+SWEEP_MIN_SIZES = 64  # a check given this many batch sizes is the one-shot sweep: it sweeps betas too
+
+
+def jumps_at(fn: Callable, tensors, beta: float, out: torch.Tensor | None = None) -> bool:
+    """Does the per-pair loss jump at exactly `beta` (e.g. `beta == 0.2`)? Its neighbours agree, it does not."""
+    h = BETA_STEP * (abs(beta) or 1.0)
+    here = _no_grad(fn, tensors, beta) if out is None else out.detach()
+    up, down = _no_grad(fn, tensors, beta + h), _no_grad(fn, tensors, beta - h)
+    if not (isinstance(here, torch.Tensor) and isinstance(up, torch.Tensor) and isinstance(down, torch.Tensor)):
+        return False
+    if here.shape != up.shape or up.shape != down.shape:
+        return True
+    mid = (up.double() + down.double()) / 2
+    scale = float(torch.nan_to_num(mid.abs(), nan=0.0, posinf=0.0).max()) if mid.numel() else 0.0
+    return not bool(torch.allclose(here.double(), mid, rtol=0.0, atol=STATS_ATOL + BETA_RTOL * scale,
+                                   equal_nan=True))
+
+
+def check_betas(fn: Callable, call: Callable, betas: tuple[float, ...] = SWEEP_BETAS) -> None:
+    """Raise Inconsistent when the loss jumps at one of `betas` (on the 8 watched pairs)."""
+    base = base_pairs(0.1, grad=False)
+    for beta in betas:
+        if call(lambda *a: torch.tensor(float(jumps_at(fn, a[:4], a[4]))), base, beta):
+            raise Inconsistent("beta", f"the loss jumps at exactly beta={beta:g} (its value there is not between "
+                               "its values at beta -+ 1e-6); a loss may not single out one beta")
+
+
 class CallTimeLimit(Exception):
     pass
 
@@ -278,6 +311,9 @@ class TrainingGuard:
         if not close(out, again):
             raise Inconsistent("grad-mode", "in training the loss differs with and without gradients "
                                "(it behaves differently when trained than when checked)")
+        if jumps_at(self.fn, inputs, beta, again):
+            raise Inconsistent("beta", f"in training the loss jumps at exactly beta={beta:g} (the training beta): "
+                               "its value there is not between its values at beta -+ 1e-6")
         batch = inputs[0].shape[0]
         if out.dim() != 1 or batch < 2:
             return
