@@ -11,6 +11,8 @@ Each stage goes through the real executor: training isolated (one rank per GPU, 
 in the trusted `discovery run` process with the judge's key. Prints one JSON line per stage (seconds, the
 evaluation's train seconds, the MT-Bench rating, peak GPU memory per GPU from nvidia-smi sampled every
 0.25 s, or the peak RSS of finished child processes on CPU) and a summary table at the end.
+Stage `sandbox cuda` runs one job in a GPU training runner (bubblewrap with the GPU binds where bwrap works)
+and prints whether torch.cuda.is_available() inside it (untried on a GPU when it was added).
 The GGUF comes from `../shared/tools/get-test-llm 0.5b` (run here when the file is missing).
 """
 
@@ -216,6 +218,23 @@ def _round(value):
 # ---------------------------------------------------------------- main
 
 
+def sandbox_cuda(gpus: int) -> dict:
+    """One sandboxed training-runner job (bubblewrap with the GPU binds where bwrap works) that reports
+    torch.cuda.is_available() from inside the child; on CPU it checks the runner starts and reports False."""
+    from discovery.sandbox.isolation import IsolatedRunner, Limits
+
+    start = time.perf_counter()
+    limits = Limits(wall_seconds=120.0, memory_mb=0, cpu_seconds=240, file_mb=64, open_files=256)
+    env = {"CUDA_VISIBLE_DEVICES": "0"} if gpus else {}
+    with IsolatedRunner(preload=("torch",), limits=limits, env=env, gpu=gpus > 0, threads=1) as runner:
+        job = runner.run("discovery.sandbox.jobs:cuda_probe", {}, limits=limits)
+    value = job.value if isinstance(job.value, dict) else {}
+    return emit({"stage": "sandbox cuda", "seconds": round(time.perf_counter() - start, 1),
+                 "cuda_in_sandbox": value.get("cuda_available"), "cuda_sum": value.get("sum"),
+                 "isolation": list(job.isolation), "error": job.error,
+                 "ok": job.ok and bool(value.get("cuda_available")) == (gpus > 0)})
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu-smoke", action="store_true", help="tiny random model, 1 question, on CPU")
@@ -253,6 +272,7 @@ def main() -> int:
         pairs = build_preferences(work / "pairs", conversational=True, n_train=4 * a.steps * a.batch, n_test=8)
         results.append(emit({"stage": "inputs", "seconds": round(time.perf_counter() - start, 1),
                              "policy": "tiny random Llama" if smoke else gguf.name}))
+        results.append(sandbox_cuda(gpus))
         start = time.perf_counter()
         judge, url = start_judge(gguf, a.threads)
         results.append(emit({"stage": "judge server", "seconds": round(time.perf_counter() - start, 1)}))

@@ -292,11 +292,11 @@ def test_gpu_device_nodes_and_caches_are_bound_into_the_sandbox(monkeypatch, tmp
     if not os.path.exists("/dev/cpu_dma_latency"):
         pytest.skip("no stand-in device node on this host")
 
-    monkeypatch.setattr(isolation, "gpu_devices", lambda: ["/dev/cpu_dma_latency"])
+    monkeypatch.setattr(isolation, "gpu_binds", lambda: ["--dev-bind-try", "/dev/cpu_dma_latency", "/dev/cpu_dma_latency"])
     cache, scratch, out = tmp_path / "cache", tmp_path / "cache" / "scratch", tmp_path / "out"
     for folder in (cache, scratch, out):
         folder.mkdir(parents=True, exist_ok=True)
-    prefix = isolation.bwrap_command(str(scratch), (str(out),), (str(cache),))
+    prefix = isolation.bwrap_command(str(scratch), (str(out),), (str(cache),), gpu=True)
     if prefix is None:
         pytest.skip("bubblewrap is not usable here")
     script = (f"test -c /dev/cpu_dma_latency && touch {scratch}/a {out}/b && echo writable; "

@@ -82,7 +82,7 @@ class IsolatedEvaluator:
         self.runner = IsolatedRunner(preload=PRELOAD, setup=SETUP_JOB, setup_payload={"config": self.worker_config.to_dict()},
                                      limits=self.limits, threads=rank_threads, env=env,
                                      writable=(str(self.out_base),) if self.out_base else (),
-                                     readable=paths.readable(self.worker_config))
+                                     readable=paths.readable(self.worker_config), gpu=gpu is not None)
 
     def evaluate(self, payload: dict[str, Any]) -> EvalResult:
         """payload: {"code", "seed", "fidelity": {...}, "candidate_id"?}; never raises for candidate faults."""

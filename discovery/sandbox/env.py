@@ -12,7 +12,8 @@ KEEP = ("PATH", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "VIRTUAL_ENV", "PYTHON
         "DISCOVERY_CACHE", "DISCOVERY_CACHE_DIR", "DISCOVERY_SANDBOX_NO_BWRAP",
         "DISCOVERY_SANDBOX_TEST_*",  # tests only: simulate a kernel without Landlock or namespaces
         # the GPU mask: the executor pins each worker to its GPU with it; without it a worker would see all GPUs
-        "CUDA_VISIBLE_DEVICES")
+        "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CUDA_MODULE_LOADING",
+        "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES")  # the container runtime's GPU selection
 SECRET = ("*_API_KEY", "*_KEY", "*KEY_*", "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*CREDENTIAL*",
           "OPENAI_*", "ANTHROPIC_*", "AWS_*", "GOOGLE_*", "AZURE_*", "GITHUB_*", "WANDB_*")
 # Offline flags are forced: the sandbox has no network, a hub lookup would only hang.

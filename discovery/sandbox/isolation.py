@@ -96,18 +96,20 @@ def weak(isolation: list[str]) -> bool:
             and not {"unprivileged-uid", "landlock-reads"} & set(isolation))
 
 
-def bwrap_command(scratch_base: str, writable: tuple[str, ...] = (), readable: tuple[str, ...] = ()) -> list[str] | None:
+def bwrap_command(scratch_base: str, writable: tuple[str, ...] = (), readable: tuple[str, ...] = (),
+                  gpu: bool = False) -> list[str] | None:
     """The bubblewrap prefix for the server, or None when bubblewrap is missing or does not work here.
 
     The root is an empty read-only tmpfs with only `visible_binds` bound into it read-only (system folders,
     a few /etc files, Python and this package, the `readable` caches): /etc/shadow, /root, /home and the
     host's other files do not exist inside. Only the scratch base and the `writable` folders (a training
-    job's output dir) are writable.
+    job's output dir) are writable. `gpu` (training runners of a task that trains on a GPU only): the
+    devices, driver state and driver libraries of `gpu_binds`; validation runners get none of them.
     """
     exe = shutil.which("bwrap")
     if not exe or os.environ.get("DISCOVERY_SANDBOX_NO_BWRAP"):
         return None
-    devices = [arg for device in gpu_devices() for arg in ("--dev-bind-try", device, device)]
+    devices = gpu_binds() if gpu else []
     writes = [arg for folder in writable for arg in ("--bind", folder, folder)]  # after reads: they win inside
     cmd = [exe, "--tmpfs", "/", *visible_binds(readable), "--dev", "/dev", "--proc", "/proc", *devices,
            "--bind", scratch_base, scratch_base, *writes, "--remount-ro", "/",
@@ -139,11 +141,48 @@ def visible_binds(readable: tuple[str, ...] = ()) -> list[str]:
     return args
 
 
-def gpu_devices() -> list[str]:
-    """The GPU device nodes (NVIDIA, ROCm): bubblewrap's fresh /dev lacks them, and CUDA would be absent."""
+def gpu_binds(root: str = "/", libraries: list[str] | None = None) -> list[str]:
+    """bwrap arguments that let CUDA (or ROCm) work inside: bubblewrap's fresh /dev lacks the GPU nodes.
+
+    The device nodes (/dev/nvidia0..N, nvidiactl, nvidia-uvm, nvidia-uvm-tools, nvidia-modeset, the
+    nvidia-caps folder; /dev/kfd, /dev/dri) read-write, /proc/driver/nvidia read-only (the fresh /proc has
+    it too; bound for kernels where it is hidden), and the folders of the driver's user-space libraries
+    (`driver_libraries`: libcuda, libnvidia-*) read-only where they lie outside the system folders already
+    bound. `root` (tests: a fake tree) is where the nodes are looked for; inside, paths are the real ones.
+    """
     import glob
 
-    return sorted(glob.glob("/dev/nvidia*")) + [d for d in ("/dev/kfd", "/dev/dri") if os.path.exists(d)]
+    def under(path: str) -> str:
+        return os.path.join(root, path.lstrip("/"))
+
+    def inside(found: str) -> str:
+        return "/" + os.path.relpath(found, root)
+
+    nodes = sorted(glob.glob(under("/dev/nvidia*"))) + [under(d) for d in ("/dev/kfd", "/dev/dri")
+                                                       if os.path.exists(under(d))]
+    args = [arg for node in nodes for arg in ("--dev-bind-try", inside(node), inside(node))]
+    if os.path.isdir(under("/proc/driver/nvidia")):
+        args += ["--ro-bind-try", "/proc/driver/nvidia", "/proc/driver/nvidia"]
+    bound = confine.SYSTEM_READ
+    folders = sorted({os.path.dirname(lib) for lib in (driver_libraries() if libraries is None else libraries)})
+    for folder in folders:
+        if not any(folder == b or folder.startswith(b + "/") for b in bound):
+            args += ["--ro-bind-try", folder, folder]
+    return args
+
+
+def driver_libraries() -> list[str]:
+    """The NVIDIA driver's user-space libraries from the loader cache (`ldconfig -p`): libcuda.so*, libnvidia-*."""
+    try:
+        listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    found = []
+    for line in listing.splitlines():
+        name, _, path = line.strip().partition(" => ")
+        if name.startswith(("libcuda.so", "libnvidia-")) and path.startswith("/"):
+            found += [path, os.path.realpath(path)]  # the name the loader opens and the file it points to
+    return found
 
 
 def remove_at_exit(ref: weakref.ref, base: str) -> None:
@@ -207,11 +246,13 @@ class IsolatedRunner:
     def __init__(self, preload: tuple[str, ...] = ("torch",), setup: str | None = None,
                  setup_payload: dict | None = None, limits: Limits | None = None, threads: int | None = None,
                  start_timeout: float = 600.0, env: dict[str, str] | None = None, writable: tuple[str, ...] = (),
-                 readable: tuple[str, ...] = (), spares: int = 1, child_warm_up: str | None = None):
+                 readable: tuple[str, ...] = (), spares: int = 1, child_warm_up: str | None = None,
+                 gpu: bool = False):
         self.preload = tuple(preload)
         self.writable = tuple(os.path.abspath(w) for w in writable)  # besides scratch: folders jobs may write
         self.readable = tuple(os.path.abspath(r) for r in readable)  # read-only for jobs (caches, models)
         self.env = dict(env or {})  # allowlisted variables to set in the server (e.g. CUDA_VISIBLE_DEVICES)
+        self.gpu = gpu  # training on a GPU: bind the GPU devices and driver into bubblewrap (validation: never)
         self.setup = setup
         self.setup_payload = setup_payload or {}
         self.limits = limits or Limits()
@@ -239,7 +280,7 @@ class IsolatedRunner:
                   "spares": self.spares, "child_warm_up": self.child_warm_up,
                   "warm_beside_job": os.environ.get("DISCOVERY_SANDBOX_WARM_BESIDE_JOB", "auto"),  # spares.py
                   "sys_path": import_path(), "writable": list(self.writable), "readable": list(self.readable)}
-        prefix = bwrap_command(self._scratch_base, self.writable, self.readable)
+        prefix = bwrap_command(self._scratch_base, self.writable, self.readable, gpu=self.gpu)
         host_layers = [] if prefix or not confine.host_not_dumpable() else ["host-not-dumpable"]
         cmd = (prefix or []) + [sys.executable, "-m", "discovery.sandbox.server", str(req_r), str(resp_w)]
         env = sandbox_env.scrubbed({**os.environ, **self.env})

@@ -79,3 +79,12 @@ def warm_child() -> None:
     from discovery import library
 
     check_job({"code": library.get("dpo").code})
+
+
+def cuda_probe(payload: dict) -> dict:
+    """Trusted probe (bench/gpu_check.py): does CUDA work inside the sandbox child, and can it compute?"""
+    import torch
+
+    available = torch.cuda.is_available()
+    value = float((torch.ones(4, device="cuda") * 2).sum()) if available else None
+    return {"cuda_available": available, "devices": torch.cuda.device_count() if available else 0, "sum": value}
