@@ -73,3 +73,11 @@ def test_cuda_environment_survives_the_scrub():
                          "NVIDIA_DRIVER_CAPABILITIES": "compute,utility", "PATH": os.environ.get("PATH", "")})
     assert kept["CUDA_VISIBLE_DEVICES"] == "1" and kept["NVIDIA_VISIBLE_DEVICES"] == "all"
     assert "OPENAI_API_KEY" not in kept and "NVIDIA_DRIVER_CAPABILITIES" in kept
+
+
+def test_seccomp_leaves_the_calls_cuda_needs():
+    """CUDA drives the GPU through ioctl and mmap on /dev/nvidia*; the filter denies neither (the device nodes
+    exist only in GPU runners, so a validation child has nothing to ioctl)."""
+    from discovery.sandbox import child
+
+    assert not {"ioctl", "mmap", "munmap", "mprotect", "openat", "madvise"} & set(child.DENIED_SYSCALLS)
