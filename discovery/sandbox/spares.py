@@ -10,8 +10,9 @@ A spare is hardened right after the fork, for the limits it expects (the last jo
 environment of its own, and runs exactly one job: a job with other limits or its own environment gets a
 freshly forked child, and the spares that expected other limits are retired. Once the server has been idle
 for IDLE_WARM_SECONDS it has the spares, one at a time, run the warm-up hook (trusted code: the checks on a
-library loss) so that the first-touch cost is paid before the job; back-to-back jobs skip it (it would
-only add CPU time). The warm-up runs after hardening, so its CPU time (tens of ms) and the memory it maps
+library loss) so that the first-touch cost is paid before the job. Back to back no spare is left warm:
+one then warms up beside the running job where the CPUs are not saturated (a free core; on a busy one it
+would only add CPU time, so it waits for idle time). The warm-up runs after hardening, so its CPU time (tens of ms) and the memory it maps
 count against the job's limits. Each spare's scratch dir is made for it and removed with it.
 """
 
