@@ -6,7 +6,10 @@ import torch
 
 from discovery.config import load_config
 from discovery.inner_loop.language import TrueLanguage
+from discovery.inner_loop.scoring import N_SPECIAL
+from discovery.inner_loop.synthetic_build import SyntheticOptions, make_pairs
 from discovery.inner_loop.task import get_task
+from discovery.inner_loop.tinylm import build_llama
 
 
 def _language(target_weight: float) -> TrueLanguage:
@@ -36,3 +39,17 @@ def test_off_by_default_old_language_files_load_and_the_default_key_stays(tmp_pa
     same = get_task(load_config(None, [f"task.cache_dir={tmp_path}", "task.options.target_weight=0.0"]))
     other = get_task(load_config(None, [f"task.cache_dir={tmp_path}", "task.options.target_weight=2.0"]))
     assert base.cache_key() == same.cache_key() != other.cache_key()
+
+
+def test_edit_from_target_pairs_the_target_answer_with_a_one_word_corruption():
+    opts = SyntheticOptions(target_weight=2.0, edit_pairs=1.0, edit_from_target=True, label_noise=0.0)
+    lang = TrueLanguage.random(opts.vocab, opts.successors, opts.epsilon, opts.fluency_weight, opts.seed, 2.0)
+    model = build_llama(opts.vocab + N_SPECIAL, hidden=16, layers=1, heads=2, seed=0)
+    pairs = make_pairs(opts, lang, model, 100, seed=5)
+    last = torch.tensor(pairs["prompt_ids"])[:, -1] - N_SPECIAL
+    chosen, rejected = torch.tensor(pairs["chosen_ids"]), torch.tensor(pairs["rejected_ids"])
+    target = lang.target(last, opts.completion_len) + N_SPECIAL
+    either = torch.where((chosen == target).all(dim=1)[:, None], rejected, chosen)  # the one that is not the target
+    assert ((chosen == target).all(dim=1) | (rejected == target).all(dim=1)).all()
+    assert ((either != target).sum(dim=1) == 1).all()
+    assert (chosen == target).all(dim=1).float().mean() > 0.8  # the labels mostly prefer the correct answer

@@ -54,6 +54,8 @@ class SyntheticOptions:
     # Correctness-like gold reward (a hidden target answer per prompt; TrueLanguage.correct_prefix): its weight,
     # 0 = off. Added after build 2: in the cache key only when set.
     target_weight: float = 0.0
+    edit_from_target: bool = False  # the edited pairs' kept completion is the target answer itself (MetaMath's
+    # reference solution as chosen, one intermediate result corrupted as rejected); late option as above
 
     @classmethod
     def from_dict(cls, options: dict) -> SyntheticOptions:
@@ -67,7 +69,7 @@ class SyntheticOptions:
 
 
 # options added after build 2: keyed only when not at their default
-LATE_OPTIONS = ("edit_pairs", "edit_words", "edit_best_of", "target_weight")
+LATE_OPTIONS = ("edit_pairs", "edit_words", "edit_best_of", "target_weight", "edit_from_target")
 
 
 def key_options(opts: SyntheticOptions) -> dict:
@@ -121,6 +123,8 @@ def make_pairs(opts: SyntheticOptions, language: TrueLanguage, model, n: int, se
     if opts.edit_pairs > 0:
         edit = (torch.rand(n, generator=g) < opts.edit_pairs)[:, None]
         base = a if opts.edit_best_of == 1 else best_of(opts, language, model, prompts, g)
+        if opts.edit_from_target:
+            base = language.target(last, opts.completion_len) + N_SPECIAL
         a, b = torch.where(edit, base, a), torch.where(edit, edited(base, opts, g), b)
     ra, rb = language.gold_reward(last, a - N_SPECIAL), language.gold_reward(last, b - N_SPECIAL)
     a_wins = torch.rand(n, generator=g) < torch.sigmoid((ra - rb) / opts.bt_temperature)
