@@ -69,9 +69,6 @@ class Stages:
     def busy(self) -> bool:
         return bool(self.running or self.pending)
 
-    def baselines_busy(self) -> bool:
-        return any(j.candidate_id in self.baseline_ids for j in [*self.pending, *self.running.values()])
-
     def reference_busy(self) -> bool:
         """The REFERENCE tier (baseline screens, DPO's first rung) still trains: no proposal may start yet."""
         return any(self._tier(j) == REFERENCE for j in [*self.pending, *self.running.values()])

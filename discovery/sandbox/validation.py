@@ -18,7 +18,7 @@ PRELOAD = ("torch", "sympy", "discovery.sandbox.jobs")
 WARM_UP = "discovery.sandbox.jobs:warm_up"
 WARM_CHILD = "discovery.sandbox.jobs:warm_child"
 SPARES = 2  # children forked and hardened ahead of their jobs (spares.py), warmed up while the server idles
-# the one-shot sweep (`discovery validate FILE`, `discovery export`, ~0.5 s more): the consistency checks at every
+# the one-shot sweep (`discovery validate FILE`, `discovery export`; +1.3 s per loss, bench/validate_sweep.py): the consistency checks at every
 # batch size up to 512, every multiple of 32 up to 2048, and 4096; the loop's warm validation checks
 # consistency.SIZES and the task's own batch size only (its latency goal); the trainer's TrainingGuard watches
 # the real batches
