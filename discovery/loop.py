@@ -102,8 +102,7 @@ class DiscoveryLoop:
 
     def _charged(self) -> float:
         """The wall time the budget counts: the baselines' share is not charged (`loop_budget.charged_wall_time`)."""
-        return charged_wall_time(self.clock() - self.started, self.stages.baseline_clock.worker_seconds,
-                                 self.executor.workers)
+        return charged_wall_time(self.clock() - self.started, self.stages.baseline_clock.share(self.executor.workers))
 
     def _stop_with_error(self, error: str) -> None:
         self.error = error

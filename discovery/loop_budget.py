@@ -30,10 +30,10 @@ def budget_stop(budget: BudgetConfig, usage: Usage, elapsed: float) -> str | Non
     return None
 
 
-def charged_wall_time(elapsed: float, baseline_worker_seconds: float, workers: int) -> float:
-    """The wall time `budget.wall_time` counts: the elapsed time less the baseline jobs' worker-seconds spread
-    over the workers (while every worker trains a baseline nothing is charged; one of two: half)."""
-    return max(0.0, elapsed - baseline_worker_seconds / max(1, workers))
+def charged_wall_time(elapsed: float, baseline_share: float) -> float:
+    """The wall time `budget.wall_time` counts: the elapsed time less the baselines' share of it
+    (`BaselineClock.share`: while every worker trains a baseline nothing is charged; one of two: half)."""
+    return max(0.0, elapsed - baseline_share)
 
 
 def drops_pending(stop_reason: str) -> bool:

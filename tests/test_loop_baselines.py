@@ -163,7 +163,8 @@ class TimedExecutor(TableExecutor):
 
 
 def test_the_baselines_time_is_not_charged_to_the_wall_time_budget(tmp_path):
-    assert charged_wall_time(100.0, 200.0, 2) == 0.0 and charged_wall_time(100.0, 100.0, 2) == 50.0
+    two = BaselineClock(worker_seconds=200.0)  # 200 worker-seconds of baselines on 2 workers: 100 s of wall time
+    assert charged_wall_time(100.0, two.share(2)) == 0.0 and charged_wall_time(150.0, two.share(2)) == 50.0
     clock = Clock()
     config = fast_config(screen=False, reeval_seeds=0, budget={"proposals": 10, "wall_time": 450.0})
     names = [f"p{i}" for i in range(10)]
