@@ -13,6 +13,8 @@ Results are cached per (task, train config, code, beta, seed) in --cache, so an 
     python bench/proxy_headroom.py --losses dpo cdpo slic --seeds 1000 1001 1002 --betas 0.1 0.2
     python bench/proxy_headroom.py --set task.options.label_noise=0.2 --markdown out.md
     python bench/proxy_headroom.py --losses dpo nca_pair --extra bench/losses/dpop.py --set task.options.edit_pairs=0.5
+    python bench/proxy_headroom.py --extra bench/losses/dpop.py --grid dpo=0.003125,0.00625,0.0125 \
+        --grid dpop=0.025,0.05,0.1      # a grid per loss (each around its own optimum); the rest use --betas
 """
 
 from __future__ import annotations
@@ -44,14 +46,15 @@ def job_key(config: dict, code: str, beta: float, seed: int) -> str:
     return f"{hashlib.sha1(blob.encode()).hexdigest()[:16]}:{beta:g}:{seed}"
 
 
-def run_jobs(config, losses: dict[str, str], betas: list[float], seeds: list[int], cache_path: Path) -> dict:
+def run_jobs(config, losses: dict[str, str], grids: dict[str, list[float]], seeds: list[int],
+             cache_path: Path) -> dict:
     """{key: EvalResult as dict}; runs what the cache lacks, on the executor's isolated workers."""
     from discovery.executors import make_executor
     from discovery.inner_loop.task import Fidelity, get_task
 
     raw = config.to_dict()
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    todo = [(code, b, s) for code in losses.values() for b in betas for s in seeds
+    todo = [(code, b, s) for name, code in losses.items() for b in grids[name] for s in seeds
             if job_key(raw, code, b, s) not in cache]
     if todo:
         get_task(config).prepare(None)
@@ -83,16 +86,16 @@ def results_of(cache: dict, raw: dict, code: str, betas, seeds) -> list[EvalResu
     return out
 
 
-def table(config, losses: dict[str, str], betas, seeds, cache: dict) -> list[dict]:
+def table(config, losses: dict[str, str], grids: dict[str, list[float]], seeds, cache: dict) -> list[dict]:
     from discovery.inner_loop.sweep import sweep_fitness
 
     raw = config.to_dict()
-    rated = {name: sweep_fitness(results_of(cache, raw, code, betas, seeds), "best_beta")
+    rated = {name: sweep_fitness(results_of(cache, raw, code, grids[name], seeds), "best_beta")
              for name, code in losses.items()}
     dpo = rated["dpo"]
     rows = []
     for name, r in rated.items():
-        res = results_of(cache, raw, losses[name], betas, seeds)
+        res = results_of(cache, raw, losses[name], grids[name], seeds)
         row = {"loss": name, "best_beta": r.beta, "fitness": None if r.fitness is None else r.fitness.mean,
                "kl": r.kl, "n": 0 if r.fitness is None else r.fitness.n,
                "per_beta": {f"{b:g}": None if f is None else f.mean for b, f in sorted(r.per_beta.items())},
@@ -116,8 +119,8 @@ def markdown(rows: list[dict], betas, seeds, argv: list[str], load: tuple, wall:
              f"| loss | best β | fitness | KL | {head} | vs DPO (diff ± SE) | t | p (t) | p (perm) | > 3 SE | s/seed |",
              "|---|---|---|---|" + "---|" * len(betas) + "---|---|---|---|---|---|"]
     for r in rows:
-        per = " | ".join("fail" if r["per_beta"].get(f"{b:g}") is None else f"{r['per_beta'][f'{b:g}']:.4f}"
-                         for b in betas)
+        per = " | ".join("-" if f"{b:g}" not in r["per_beta"] else "fail" if r["per_beta"][f"{b:g}"] is None
+                         else f"{r['per_beta'][f'{b:g}']:.4f}" for b in betas)
         fit = "failed" if r["fitness"] is None else f"{r['fitness']:.4f}"
         kl = "-" if r["kl"] is None else f"{r['kl']:.2f}"
         beta = "-" if r["best_beta"] is None else f"{r['best_beta']:g}"
@@ -149,6 +152,18 @@ def time_in_process(config, repeats: int) -> list[float]:
     return out
 
 
+def parse_grids(specs: list[str], parser: argparse.ArgumentParser) -> dict[str, list[float]]:
+    """--grid LOSS=B1,B2,... -> {loss: [betas]}."""
+    out = {}
+    for spec in specs:
+        name, _, betas = spec.partition("=")
+        try:
+            out[name] = [float(b) for b in betas.split(",")]
+        except ValueError:
+            parser.error(f"--grid {spec!r}: expected LOSS=B1,B2,...")
+    return out
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     from discovery.config import load_config
 
@@ -158,6 +173,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--extra", nargs="+", default=[], type=Path, metavar="FILE",
                    help="losses outside the library, one source file each, named by the file (bench/losses/)")
     p.add_argument("--betas", type=float, nargs="+", default=GRID)
+    p.add_argument("--grid", action="append", default=[], metavar="LOSS=B1,B2,...",
+                   help="this loss's own beta grid instead of --betas (repeatable; '-' in its other columns)")
     p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
@@ -179,10 +196,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if unknown:
         p.error(f"unknown library loss {', '.join(unknown)}")
     losses = {n: library.get(n).code for n in names} | {f.stem: f.read_text() for f in opts.extra}
+    grids = {n: list(opts.betas) for n in losses} | parse_grids(opts.grid, p)
+    if set(grids) - set(losses):
+        p.error(f"--grid for a loss not run: {', '.join(sorted(set(grids) - set(losses)))}")
+    columns = sorted({b for g in grids.values() for b in g})
     start = time.perf_counter()
-    cache = run_jobs(config, losses, opts.betas, opts.seeds, opts.cache)
-    rows = table(config, losses, opts.betas, opts.seeds, cache)
-    text = markdown(rows, opts.betas, opts.seeds, argv, os.getloadavg(), time.perf_counter() - start)
+    cache = run_jobs(config, losses, grids, opts.seeds, opts.cache)
+    rows = table(config, losses, grids, opts.seeds, cache)
+    text = markdown(rows, columns, opts.seeds, argv, os.getloadavg(), time.perf_counter() - start)
     print(text)
     if opts.markdown:
         opts.markdown.parent.mkdir(parents=True, exist_ok=True)
