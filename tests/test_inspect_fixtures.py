@@ -60,7 +60,7 @@ def _validated(c: Candidate, validated: bool) -> tuple[Candidate, list[float]]:
         return replace(c, sympy=f"{c.name}(rho)", latex=rf"\mathrm{{{c.name}}}(\rho)", fingerprint=f"fp-{c.name}"), []
     from discovery.sandbox import validate
 
-    report = validate(c.code)
+    report = validate(c.code, formula=True)  # as the loop's validator: the formula is archived too
     assert report.valid, report.summary()
     return c.with_validation(report), report.probe_values
 

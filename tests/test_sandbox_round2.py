@@ -122,7 +122,6 @@ CASES = {
 ALLOWED = {
     "where_on_count": make(COUNT + "    return torch.where(n == 32, -F.logsigmoid(-beta * margin), "
                            "-F.logsigmoid(beta * margin))\n"),
-    "if_on_beta": make("    if beta > 0.5:\n        beta = beta / 2\n" + DPO),
     "float_of_beta": make("    b = float(beta)\n    return -F.logsigmoid(b * margin)\n"),
     "math_of_beta": make("    b = math.log1p(beta)\n    return -F.logsigmoid(b * margin)\n",
                          "import math\nimport torch\nimport torch.nn.functional as F\n"),
@@ -131,7 +130,6 @@ ALLOWED = {
     "sizes_from_constants": make("    m = margin.reshape(-1, 1).expand(-1, 3).mean(-1) + torch.arange(3).sum() * 0\n"
                                  "    return -F.logsigmoid(beta * m)\n"),
     "new_full_with_a_tensor_value": make("    z = margin.new_full((1,), 0.0) + margin.mean() * 0\n" + DPO),
-    "chained_comparison_of_scalars": make("    ok = 0 < beta < 1\n" + DPO),
     "for_over_a_tuple_of_tensors": make("    out = 0.0\n    for x in (policy_chosen_logps, policy_rejected_logps):\n"
                                         "        out = out + x * 0\n    return -F.logsigmoid(beta * margin) + out\n"),
     "for_over_a_list_of_tensors": make("    out = margin * 0\n    for x in [margin, margin * 2]:\n        out = out + x / 3\n"

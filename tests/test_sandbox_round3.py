@@ -73,13 +73,13 @@ def test_export_and_cli_share_the_sweep(monkeypatch):
 
     seen = {}
 
-    def fake(code, config=None, runner=None, batch_sizes=(), cache=True):
-        seen["sizes"] = batch_sizes
+    def fake(code, config=None, runner=None, batch_sizes=(), cache=True, sweep=False, formula=False):
+        seen.update(sizes=batch_sizes, sweep=sweep)
         return sandbox.ValidationReport(valid=True)
 
     monkeypatch.setattr(sandbox, "validate", fake)
     revalidate(DPO_CODE, 1)
-    assert seen["sizes"] == SWEEP_BATCH_SIZES
+    assert seen == {"sizes": (), "sweep": True}  # validate(sweep=True): SWEEP_BATCH_SIZES and the betas
     assert set(range(1, 513)) <= set(SWEEP_BATCH_SIZES) and 4096 in SWEEP_BATCH_SIZES
 
 
@@ -165,18 +165,6 @@ def test_training_has_a_per_call_time_limit():
     assert info.value.rule == "speed" and time.perf_counter() - start < 10
 
 
-def test_the_trainer_runs_the_candidate_under_the_guard():
-    """Read, not imported (importing TRL takes ~20 s here); the trainer-level run is in
-    tests/test_sandbox_consistency.py::test_trainer_stops_a_loss_that_trains_differently."""
-    from pathlib import Path
-
-    import discovery
-
-    source = (Path(discovery.__file__).parent / "inner_loop" / "trainer.py").read_text()
-    assert "guard: bool = True" in source
-    assert "self.loss_fn = TrainingGuard(loss_fn, call_seconds) if guard else loss_fn" in source
-
-
 GRAD_MODE = ("policy_chosen_logps.requires_grad", "policy_chosen_logps.grad_fn", "policy_chosen_logps.is_leaf",
              "policy_chosen_logps._version", "torch.is_grad_enabled()", "torch.is_inference_mode_enabled()",
              "policy_chosen_logps.is_inference()", "policy_chosen_logps.grad", "policy_chosen_logps.retains_grad",
@@ -193,8 +181,7 @@ def test_grad_mode_is_not_observable(expression):
 
 # a loss that singles out one beta: DPO at every beta the loop's checks and fingerprint use, anti-DPO at the beta
 # training runs (0.2 is in the default grid)
-BETA_SWITCHES = {
-    "python_compare": "    return -F.logsigmoid(beta * margin * (1 - 2 * (beta == 0.2)))\n",
+BETA_SWITCHES = {  # the Python-level `beta == 0.2` is refused statically now (tests/test_sandbox_round4.py)
     "tensor_compare": "    flip = torch.where(torch.ones_like(margin) * beta == 0.2, -1.0, 1.0)\n"
                       "    return -F.logsigmoid(flip * beta * margin)\n",
 }
@@ -206,6 +193,9 @@ def test_a_switch_at_one_beta_is_refused_by_the_sweep_and_stopped_in_training(na
     assert check_source(code) == []
     fn = load_loss(code)
     checks.check_consistent(fn, 2.0)  # the loop's checks: beta 0.1 only
+    with pytest.raises(checks.CheckFailure) as swept:  # the sweep is a flag, not a count of batch sizes
+        checks.check_consistent(fn, 2.0, sweep=True)
+    assert swept.value.check == "beta"
     with pytest.raises(Inconsistent) as refused:  # the sweep's betas (the CLI test runs the whole sweep)
         check_betas(fn, lambda f, inputs, beta: f(*inputs, beta))
     assert refused.value.rule == "beta"

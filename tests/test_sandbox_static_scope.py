@@ -83,7 +83,7 @@ def test_introspection_is_refused(expr):
 
 def test_locals_are_not_confused_with_builtins_across_statements():
     # `xs` is a plain local; reading it is fine, reading an unbound builtin-like name is not
-    ok = make("    xs = margin * 2\n    if beta > 0.5:\n        xs = xs + 1\n    return -F.logsigmoid(beta * xs)\n")
+    ok = make("    xs = margin * 2\n    for k in (1, 2):\n        xs = xs + k\n    return -F.logsigmoid(beta * xs)\n")
     assert check_source(ok) == []
     assert any(v.rule == "builtin" for v in check_source(make("    return vars\n")))
 

@@ -33,7 +33,7 @@ def runner():
 
 @pytest.fixture(scope="module")
 def library_reports(runner):
-    return {loss.name: validate(loss.code, CONFIG, runner) for loss in library.LOSSES}
+    return {loss.name: validate(loss.code, CONFIG, runner, formula=True) for loss in library.LOSSES}
 
 
 @pytest.mark.parametrize("name", library.names())
@@ -66,6 +66,33 @@ def test_sympy_forms(library_reports):
     assert library_reports["slic"].sympy.startswith("Max(0")
     assert library_reports["kto_pair"].sympy is None
     assert library_reports["kto_pair"].diagnostics["sympy_note"].startswith("no formula")
+
+
+def test_the_verdict_does_not_wait_for_the_formula(runner):
+    """`validate` alone gives the verdict, diagnostics and fingerprint; the sympy form is a second sandbox job that
+    only `formula=True` asks for (the loop, `discovery validate`), and only for a valid loss."""
+    code = library.get("dpo").code
+    verdict = validate(code, CONFIG, runner, cache=False)
+    described = validate(code, CONFIG, runner, cache=False, formula=True)
+    assert verdict.valid and verdict.sympy is None and verdict.latex is None
+    assert "sympy_note" not in verdict.diagnostics
+    assert described.sympy == "log(1 + exp(-beta*rho))" and described.diagnostics["sympy_note"] == "ok"
+    assert (described.fingerprint, described.probe_values) == (verdict.fingerprint, verdict.probe_values)
+    broken = validate(BROKEN["scalar"][0], CONFIG, runner, formula=True)
+    assert not broken.valid and broken.sympy is None and "sympy_note" not in broken.diagnostics
+
+
+# ten nested rewrites of the margin: fast in torch, an expression sympy takes far longer than 2 s to print
+SYMPY_BOMB = make("    x = margin\n" + "    x = torch.sigmoid(x) * x + torch.tanh(x) - x\n" * 10
+                  + "    return -F.logsigmoid(beta * x)\n")
+
+
+def test_code_that_makes_sympy_hang_is_valid_without_a_formula_after_two_seconds(runner):
+    start = time.perf_counter()
+    report = validate(SYMPY_BOMB, CONFIG, runner, cache=False, formula=True)
+    assert report.valid, report.summary()
+    assert report.sympy is None and report.diagnostics["sympy_note"] == "no formula: sympy took too long"
+    assert 2.0 <= report.diagnostics["sympy_seconds"] < 4.0 and time.perf_counter() - start < CONFIG.timeout
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))

@@ -162,7 +162,7 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, progress, announce,
     from discovery.loop import DiscoveryLoop
     from discovery.proposer.factory import llm_configs, make_proposer
     from discovery.sandbox import validate
-    from discovery.sandbox.isolation import IsolatedRunner
+    from discovery.sandbox.validation import validation_runner
     from discovery.selection import make_selection
     from discovery.tracking import make_trackers
     from discovery.tracking.observer import RunObserver
@@ -175,7 +175,7 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, progress, announce,
     for instance in heldout_instances(config):  # where a winner is confirmed (eval.heldout_instances)
         get_task(from_dict(instance_config(config.to_dict(), instance))).prepare(None)
     # Isolated workers start before the proposer reads any API key (they get a scrubbed environment).
-    validation_runner = stack.enter_context(IsolatedRunner(threads=1))
+    runner = stack.enter_context(validation_runner())  # torch, sympy and the checks warm before fork
     executor = stack.enter_context(make_executor(config))
     log.info("executor %s", executor.describe())
     archive = stack.enter_context(Archive.open(run_dir))
@@ -183,7 +183,8 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, progress, announce,
     archive.log_event("session", "resumed" if resuming else "started", data={"pid": os.getpid(),
                                                                               "executor": executor.describe()})
     def validator(code: str):
-        return validate(code, config.sandbox, runner=validation_runner,
+        # the verdict, then for a valid loss its formula (a second sandbox job): the archive stores both
+        return validate(code, config.sandbox, runner=runner, formula=True,
                         batch_sizes=(config.train.per_device_train_batch_size,))
 
     proposer = stack.enter_context(make_proposer(config, validator))

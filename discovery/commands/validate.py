@@ -44,10 +44,9 @@ def run(args) -> int:
     config = config_from_args(args)
     from discovery.sandbox import validate
     from discovery.sandbox.isolation import SandboxStartError
-    from discovery.sandbox.validation import SWEEP_BATCH_SIZES
 
     try:
-        report = validate(code, config.sandbox, batch_sizes=SWEEP_BATCH_SIZES)
+        report = validate(code, config.sandbox, sweep=True, formula=True)
     except SandboxStartError as exc:
         raise DiscoveryError(str(exc)) from None
     if args.json:

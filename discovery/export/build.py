@@ -69,11 +69,12 @@ def revalidate(code: str, candidate_id: int) -> None:
     """Refuse to export code that the sandbox would refuse now (an archive from an older policy, or edited).
 
     The export is what users run with their keys and it checks nothing at run time: the code passes today's
-    sandbox checks again, at every batch size of the sweep (`SWEEP_BATCH_SIZES`, as `discovery validate`)."""
+    sandbox checks again, with the one-shot sweep (`SWEEP_BATCH_SIZES` and the common betas, as `discovery
+    validate`). The formula the export shows is the archive's (stored when the loop validated it)."""
     from discovery.sandbox import validate
-    from discovery.sandbox.validation import SWEEP_BATCH_SIZES, SWEEP_TEXT
+    from discovery.sandbox.validation import SWEEP_TEXT
 
-    report = validate(code, batch_sizes=SWEEP_BATCH_SIZES)
+    report = validate(code, sweep=True)
     if not report.valid:
         first = report.errors[0] if report.errors else None
         detail = f"[{first.rule or first.check}] {first.message}" if first else "invalid"

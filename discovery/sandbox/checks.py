@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 import traceback
@@ -98,7 +99,9 @@ def _build_inputs(margins: torch.Tensor, dtype, seed: int, shift: float) -> list
     return [t.to(dtype) for t in (pol_c, pol_r, ref_c, ref_r)]
 
 
-REGIMES = ("checks", "start", "late", "long")
+REGIMES = ("checks", "start", "late", "long", "near")
+# step 0 of training: every pair of the batch exactly at the reference (a batch of its own, never mixed)
+AT_REFERENCE = "reference"
 
 
 def make_regime(regime: str, n: int, beta: float, seed: int, grad: bool = True, dtype=torch.float32
@@ -108,7 +111,9 @@ def make_regime(regime: str, n: int, beta: float, seed: int, grad: bool = True, 
     "start": the policy is still the reference (log-ratios within +-0.05, margins near 0); "late": chosen
     pushed up and rejected down by tens of nats (|beta * margin| up to ~10 at beta 0.1); "checks": the
     check grid (`make_inputs`, margins -12..12); "long": long answers of a 7B model (-3000..-100: up to 1024
-    tokens), the first half at step 0 of training (the policy exactly the reference), the rest late."""
+    tokens), the first half at step 0 of training (the policy exactly the reference), the rest late; "near":
+    the first steps (log-ratios of 1e-7..1e-2 nats, log-uniform, either sign); "reference" (`AT_REFERENCE`):
+    step 0, every pair exactly at the reference (a switch on "the whole batch at the reference" sees it)."""
     if regime == "checks":
         return make_inputs(torch.linspace(-12, 12, n), beta, dtype, grad, seed)[0]
     return _fresh((regime, n, dtype, seed), lambda: _build_regime(regime, n, dtype, seed), grad)
@@ -127,6 +132,12 @@ def _build_regime(regime: str, n: int, dtype, seed: int) -> list[torch.Tensor]:
         down[:n // 2] = 0.0
         return [t.to(dtype) for t in (ref_c + up, ref_r - down, ref_c, ref_r)]
     ref_c, ref_r = uniform(-300.0, -1.0), uniform(-300.0, -1.0)
+    if regime == AT_REFERENCE:
+        return [t.to(dtype) for t in (ref_c.clone(), ref_r.clone(), ref_c, ref_r)]
+    if regime == "near":
+        def tiny():
+            return torch.exp(uniform(math.log(1e-7), math.log(1e-2))) * torch.sign(uniform(-1.0, 1.0))
+        return [t.to(dtype) for t in (ref_c + tiny(), ref_r + tiny(), ref_c, ref_r)]
     if regime == "start":
         pol_c, pol_r = ref_c + uniform(-0.05, 0.05), ref_r + uniform(-0.05, 0.05)
     else:
@@ -234,10 +245,22 @@ def check_finite_and_gradients(fn: Callable, seconds: float) -> None:
                 raise CheckFailure("finite", f"the gradient w.r.t. `{name}` is NaN or Inf at beta={beta:g}; "
                                    "keep the loss smooth and bounded")
             nonzero[i] = nonzero[i] or bool((g != 0).any())
+    check_at_reference(fn, seconds)
     for name, flag in zip(PARAM_NAMES[:2], nonzero, strict=True):
         if not flag:
             raise CheckFailure("gradient", f"the gradient w.r.t. `{name}` is zero everywhere on the grid; "
                                "the loss must respond to it")
+
+
+def check_at_reference(fn: Callable, seconds: float) -> None:
+    """Step 0 of training: a batch with every pair exactly at the reference gets a finite loss and gradients."""
+    for beta in (BETAS[0], 0.1, BETAS[-1]):
+        inputs = make_regime(AT_REFERENCE, 16, beta, seed=int(beta * 1000) + 7)
+        out = check_output(call(fn, inputs, beta, seconds), 16)
+        grads = torch.autograd.grad(out.sum(), inputs[:2], allow_unused=True) if out.requires_grad else ()
+        if not torch.isfinite(out).all() or not all(g is None or torch.isfinite(g).all() for g in grads):
+            raise CheckFailure("finite", f"the loss or its gradient is NaN or Inf at beta={beta:g} on a batch with "
+                               "every pair exactly at the reference (step 0 of training); keep it finite")
 
 
 def check_deterministic(fn: Callable, seconds: float) -> None:
@@ -261,28 +284,31 @@ def check_speed(fn: Callable, max_seconds: float, seconds: float) -> float:
     return took
 
 
-def check_consistent(fn: Callable, seconds: float, sizes: tuple[int, ...] = ()) -> None:
+def check_consistent(fn: Callable, seconds: float, sizes: tuple[int, ...] = (), sweep: bool = False) -> None:
     """Same per-pair loss with and without grad and at B in 8..512, the task's `sizes` and one random size
-    (beyond batch statistics), on the check grid and training's value ranges."""
-    from discovery.sandbox.consistency import SWEEP_MIN_SIZES, Inconsistent, check_betas
+    (beyond batch statistics), on the check grid and training's value ranges; `sweep` (the one-shot sweep of
+    `discovery validate FILE` and `discovery export`): no jump at any of the common betas either."""
+    from discovery.sandbox.consistency import Inconsistent, check_betas
     from discovery.sandbox.consistency import check_consistent as consistent
 
     try:
         consistent(fn, make_inputs, lambda f, inputs, beta: call(f, inputs, beta, seconds), tuple(sizes))
-        if len(sizes) >= SWEEP_MIN_SIZES:  # the one-shot sweep (CLI, export): betas too
+        if sweep:
             check_betas(fn, lambda f, inputs, beta: call(f, inputs, beta, seconds))
     except Inconsistent as exc:
         raise CheckFailure(exc.rule, exc.message) from None
 
 
-def run_unit_checks(fn: Callable, max_call_seconds: float, batch_sizes: tuple[int, ...] = ()) -> float:
+def run_unit_checks(fn: Callable, max_call_seconds: float, batch_sizes: tuple[int, ...] = (),
+                    sweep: bool = False) -> float:
     """Raise CheckFailure at the first failing check; returns the B=64 forward+backward time.
 
-    `batch_sizes`: the sizes training will call the loss with (the task's batch size), checked too."""
+    `batch_sizes`: the sizes training will call the loss with (the task's batch size), checked too;
+    `sweep`: the one-shot sweep's betas too (`check_consistent`)."""
     seconds = max(1.0, 4 * max_call_seconds)
     check_pure(fn, seconds)
     check_shapes(fn, seconds)
-    check_consistent(fn, seconds, batch_sizes)
+    check_consistent(fn, seconds, batch_sizes, sweep)
     check_finite_and_gradients(fn, seconds)
     check_deterministic(fn, seconds)
     return check_speed(fn, max_call_seconds, seconds)

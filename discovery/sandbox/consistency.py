@@ -118,6 +118,13 @@ def check_consistent(fn: Callable, make_inputs: Callable, call: Callable, sizes:
     base = base_pairs(beta)
     alone = torch.cat([_first(call(fn, [t[i:i + 1].detach() for t in base], beta), 1) for i in ALONE])
     own = _first(call(fn, base, beta), 8)  # the 8 on their own (B=8): the reference at every other size
+    wide = _first(call(fn, [t.detach().double().requires_grad_(i < 2) for i, t in enumerate(base)], beta), 8)
+    if not stats_close(own, wide):  # float32 (checks, training) vs float64 (the fingerprint's probes)
+        if not torch.isfinite(own).all():  # an overflow in float32 (exp of a large margin): not a switch
+            raise Inconsistent("finite", "the loss is NaN or Inf in float32 on pairs from training's ranges (it "
+                               "overflows; finite in float64); keep it finite (e.g. logsigmoid, clamp)")
+        raise Inconsistent("dtype", "the same 8 pairs get different losses in float32 and float64; a loss may "
+                           "not depend on the inputs' precision (e.g. `(x + 1e-10) == x`)")
     independent = close(own[list(ALONE)], alone)
     sizes = check_sizes(sizes)
     for turn, size in enumerate(sizes):
@@ -175,7 +182,6 @@ BETA_STEP = 1e-6  # relative: beta -+ this, the loss at beta must be the midpoin
 BETA_RTOL = 1e-4  # of the largest per-pair loss; plus STATS_ATOL
 SWEEP_BETAS = (0.01, 0.02, 0.025, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8,
                0.9, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.25, 10.0)  # the one-shot sweep's betas (CLI, export)
-SWEEP_MIN_SIZES = 64  # a check given this many batch sizes is the one-shot sweep: it sweeps betas too
 
 
 def jumps_at(fn: Callable, tensors, beta: float, out: torch.Tensor | None = None) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 PROBE_BETAS = (0.05, 0.1, 0.5)
 PROBE_MARGINS = (-40.0, -20.0, -10.0, -5.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0)
 SINGLE_MARGINS = (-2.0, 0.0, 2.0)
-REGIME_PAIRS = 8  # pairs from each of training's ranges (checks.make_regime: policy at the reference, late)
+REGIME_PAIRS = 8  # pairs from each of training's ranges (checks.make_regime: policy at the reference, late, near)
 DIGITS = 6  # significant digits kept before hashing
 ZERO = 1e-8  # smaller values hash as 0: rewrites differ there by rounding (log(sigmoid) far in the tail)
 
@@ -29,7 +29,7 @@ def probe(fn: Callable) -> tuple[list[float], list[float]]:
                    for margins, shift, seed in configs]
         # training's ranges: a loss that is another function there is another loss
         batches += [make_regime(regime, REGIME_PAIRS, beta, seed=30 + i, dtype=torch.float64)
-                    for i, regime in enumerate(("start", "late", "long"))]
+                    for i, regime in enumerate(("start", "late", "long", "near"))]
         sizes = [b[0].shape[0] for b in batches]
         inputs = [torch.cat(ts).detach().requires_grad_(k < 2) for k, ts in enumerate(zip(*batches, strict=True))]
         out = fn(*inputs, beta)  # one call per beta (one batch of all probes): the probe's cost is per call
@@ -41,7 +41,22 @@ def probe(fn: Callable) -> tuple[list[float], list[float]]:
             hashed += o.tolist() + c.tolist() + r.tolist()
             if i == 0:
                 grads += c.tolist() + r.tolist()
+        hashed += _at_reference(fn, beta)
     return hashed, grads
+
+
+def _at_reference(fn: Callable, beta: float) -> list[float]:
+    """Loss and gradients on a batch of its own with every pair exactly at the reference (step 0 of training):
+    a loss that switches on "the whole batch at the reference" is another loss, not DPO's duplicate."""
+    import torch
+
+    from discovery.sandbox.checks import AT_REFERENCE, make_regime
+
+    inputs = make_regime(AT_REFERENCE, REGIME_PAIRS, beta, seed=40, dtype=torch.float64)
+    out = fn(*inputs, beta)
+    grads = torch.autograd.grad(out.sum(), inputs[:2], allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for t, g in zip(inputs[:2], grads, strict=True)]
+    return [v for t in (out, *grads) for v in t.detach().double().reshape(-1).tolist()]
 
 
 def _token(value: float) -> str:

@@ -22,13 +22,15 @@ def _load(code: str):
 
 
 def check_job(payload: dict) -> dict:
-    """Unit checks, then (for a valid loss) diagnostics, fingerprint probes and the sympy form."""
+    """Unit checks, then (for a valid loss) diagnostics and fingerprint probes: the verdict and what the loop
+    compares. The sympy form is `formula_job`, a job of its own (off the verdict's critical path)."""
     fn, errors = _load(payload["code"])
     if errors:
         return {"errors": errors}
     try:
         sizes = tuple(int(b) for b in payload.get("batch_sizes") or ())
-        call_seconds = checks.run_unit_checks(fn, float(payload.get("max_call_seconds", 0.25)), sizes)
+        call_seconds = checks.run_unit_checks(fn, float(payload.get("max_call_seconds", 0.25)), sizes,
+                                              sweep=bool(payload.get("sweep")))
         guard = max(1.0, 4 * float(payload.get("max_call_seconds", 0.25)))
         with time_limit(guard * 4):
             diag = diagnostics.diagnose(fn)
@@ -44,16 +46,19 @@ def check_job(payload: dict) -> dict:
         return {"errors": [{"check": "runs", "message": f"{where}{type(exc).__name__} on the probe set: {exc}",
                             "line": line}]}
     diag["call_seconds_b64"] = call_seconds
+    return {"errors": [], "diagnostics": diag, "fingerprint": fingerprint.digest(hashed), "probe_values": grads}
+
+
+def formula_job(payload: dict) -> dict:
+    """The sympy form of the code (read, never executed), under SYMPY_SECONDS: adversarial code text can make
+    sympy hang, so this too runs only in a sandbox child. Asked for by the consumers that show or store it."""
     start = time.perf_counter()
     try:
         with time_limit(SYMPY_SECONDS):
             form, latex, note = symbolic.to_sympy(payload["code"])
     except checks.CallTimeout:
         form, latex, note = None, None, "no formula: sympy took too long"
-    diag["sympy_note"] = note
-    diag["sympy_seconds"] = time.perf_counter() - start
-    return {"errors": [], "diagnostics": diag, "fingerprint": fingerprint.digest(hashed),
-            "probe_values": grads, "sympy": form, "latex": latex}
+    return {"sympy": form, "latex": latex, "note": note, "seconds": time.perf_counter() - start}
 
 
 def curve_job(payload: dict) -> dict:
@@ -71,6 +76,7 @@ def warm_up(payload: dict) -> None:
 
     for name in payload.get("losses", ("dpo", "pfl", "aql")):
         check_job({"code": library.get(name).code})
+        formula_job({"code": library.get(name).code})
 
 
 def warm_child() -> None:
@@ -79,6 +85,7 @@ def warm_child() -> None:
     from discovery import library
 
     check_job({"code": library.get("dpo").code})
+    formula_job({"code": library.get("dpo").code})
 
 
 def cuda_probe(payload: dict) -> dict:

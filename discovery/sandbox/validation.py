@@ -6,7 +6,7 @@ import atexit
 import hashlib
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from discovery.config import SandboxConfig
@@ -14,6 +14,7 @@ from discovery.sandbox.isolation import IsolatedRunner, JobResult, Limits
 from discovery.sandbox.static import check_source, hint_line
 
 CHECK_JOB = "discovery.sandbox.jobs:check_job"
+FORMULA_JOB = "discovery.sandbox.jobs:formula_job"  # the sympy form, a job of its own: `validate(formula=True)`
 PRELOAD = ("torch", "sympy", "discovery.sandbox.jobs")
 WARM_UP = "discovery.sandbox.jobs:warm_up"
 WARM_CHILD = "discovery.sandbox.jobs:warm_child"
@@ -59,6 +60,11 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_formula(self, sympy: str | None, latex: str | None, note: str, seconds: float) -> ValidationReport:
+        """This report with the loss's sympy form (`formula_job`); `note` says why there is none."""
+        return replace(self, sympy=sympy, latex=latex,
+                       diagnostics={**self.diagnostics, "sympy_note": note, "sympy_seconds": seconds})
 
 
 _DEFAULT: dict[str, IsolatedRunner] = {}
@@ -115,30 +121,65 @@ def with_line(error: CheckError, code: str) -> CheckError:
 
 
 _CACHE: dict[tuple, ValidationReport] = {}  # finished reports by (code, settings): a repeat costs nothing
+_FORMULAS: dict[str, tuple] = {}  # formula_job answers by code: (sympy, latex, note, seconds)
 CACHE_SIZE = 512
 
 
 def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRunner | None = None,
-             batch_sizes: tuple[int, ...] = (), cache: bool = True) -> ValidationReport:
+             batch_sizes: tuple[int, ...] = (), cache: bool = True, sweep: bool = False,
+             formula: bool = False) -> ValidationReport:
     """Static policy in this process, then unit checks/diagnostics/fingerprint in an isolated child.
 
     `batch_sizes`: the batch sizes training will use (per-device train batch size), checked besides TRL's.
+    `sweep`: the one-shot sweep (`discovery validate FILE`, `discovery export`): every size of
+    SWEEP_BATCH_SIZES and the common betas too. `formula`: for a valid loss, its sympy form as well
+    (`sympy`, `latex`): a second sandbox job after the verdict, asked for by the consumers that show or store
+    it (the loop's archive, `discovery validate`); the verdict never waits for it.
     `cache`: the same code with the same settings gets the report of its last complete check (an LLM often
     proposes the same code again); a job that timed out or crashed is never cached."""
     config = config or SandboxConfig()
-    key = (hashlib.sha256(code.encode()).hexdigest(), repr(config), tuple(int(b) for b in batch_sizes))
-    if cache and key in _CACHE:
-        return _CACHE[key]
-    report, complete = _validate(code, config, runner, batch_sizes)
-    if cache and complete:
-        if len(_CACHE) >= CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = report
+    sizes = tuple(dict.fromkeys((*(SWEEP_BATCH_SIZES if sweep else ()), *(int(b) for b in batch_sizes))))
+    digest = hashlib.sha256(code.encode()).hexdigest()
+    key = (digest, repr(config), sizes, sweep)
+    report = _CACHE.get(key) if cache else None
+    if report is None:
+        report, complete = _validate(code, config, runner, sizes, sweep)
+        if cache and complete:
+            _remember(_CACHE, key, report)
+    if formula and report.valid:
+        report = report.with_formula(*_formula(code, digest, config, runner, cache))
     return report
 
 
-def _validate(code: str, config: SandboxConfig, runner: IsolatedRunner | None,
-              batch_sizes: tuple[int, ...]) -> tuple[ValidationReport, bool]:
+def _remember(store: dict, key, value) -> None:
+    if len(store) >= CACHE_SIZE:
+        store.pop(next(iter(store)))
+    store[key] = value
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _formula(code: str, digest: str, config: SandboxConfig, runner: IsolatedRunner | None,
+             cache: bool) -> tuple[str | None, str | None, str, float]:
+    """(sympy, latex, note, seconds) from `formula_job` in the sandbox; a job that failed gives no formula (a
+    description, not a check: the verdict stands) and is not cached."""
+    if cache and digest in _FORMULAS:
+        return _FORMULAS[digest]
+    result = (runner or default_runner()).run(FORMULA_JOB, {"code": code}, limits_for(config))
+    value = result.value if result.ok and isinstance(result.value, dict) else {}
+    seconds = value.get("seconds")
+    found = (_text(value.get("sympy")), _text(value.get("latex")),
+             _text(value.get("note")) or ("" if result.ok else f"no formula: the formula job failed ({result.kind})"),
+             float(seconds) if isinstance(seconds, (int, float)) else result.seconds)
+    if cache and result.ok:
+        _remember(_FORMULAS, digest, found)
+    return found
+
+
+def _validate(code: str, config: SandboxConfig, runner: IsolatedRunner | None, batch_sizes: tuple[int, ...],
+              sweep: bool) -> tuple[ValidationReport, bool]:
     """The report, and whether it is complete (static refusal, or the check job answered)."""
     start = time.perf_counter()
     violations = check_source(code)
@@ -148,7 +189,7 @@ def _validate(code: str, config: SandboxConfig, runner: IsolatedRunner | None,
                                 isolation=["static-policy"], seconds=time.perf_counter() - start), True
     runner = runner or default_runner()
     result = runner.run(CHECK_JOB, {"code": code, "max_call_seconds": config.max_call_seconds,
-                                   "batch_sizes": [int(b) for b in batch_sizes]},
+                                   "batch_sizes": list(batch_sizes), "sweep": sweep},
                         limits_for(config))
     isolation = ["static-policy", "restricted-builtins", *result.isolation]
     if not result.ok:
@@ -160,5 +201,4 @@ def _validate(code: str, config: SandboxConfig, runner: IsolatedRunner | None,
     return ValidationReport(
         valid=not errors, errors=errors, diagnostics=value.get("diagnostics", {}),
         fingerprint=value.get("fingerprint"), probe_values=list(value.get("probe_values") or []),
-        sympy=value.get("sympy"), latex=value.get("latex"), isolation=isolation,
-        seconds=time.perf_counter() - start), True
+        isolation=isolation, seconds=time.perf_counter() - start), True

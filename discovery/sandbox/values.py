@@ -129,17 +129,68 @@ def _repeats(node: ast.AST) -> bool:
                                                                               or sequence(node.right))
 
 
+# beta: Python may compute with it (arithmetic, math.log, min/max), never branch, loop, size or step on it
+BETA_STEPS = frozenset(("int", "round", "bool", "range", "divmod"))
+MATH_STEPS = frozenset(("floor", "ceil", "isfinite", "isnan", "isinf"))
+
+
+def beta_names(func: ast.FunctionDef, tensors: set[str]) -> set[str]:
+    """The names holding a Python value computed from beta (not tensors: those are tensor_names)."""
+    found = {"beta"}
+    while True:
+        before = len(found)
+        for node in ast.walk(func):
+            value = node.value if isinstance(node, ast.Assign | ast.AugAssign) else None
+            if value is not None and _uses(value, found):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                found.update(name for t in targets for name in _bound_names(t) if name not in tensors)
+        if len(found) == before:
+            return found
+
+
+def _beta_steers(node: ast.AST, on_beta: Callable[[ast.AST], bool]) -> str | None:
+    """What turns beta into a Python branch, loop, size or step at `node` (a switch at one untested beta)."""
+    if isinstance(node, ast.If | ast.While | ast.IfExp | ast.Assert) and on_beta(node.test):
+        return "a branch on beta"
+    if isinstance(node, ast.Compare | ast.BoolOp) and on_beta(node) or (
+            isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not) and on_beta(node.operand)):
+        return "a comparison or truth value of beta"
+    if isinstance(node, ast.For) and on_beta(node.iter):
+        return "a loop over a range taken from beta"
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.FloorDiv | ast.Mod) and on_beta(node):
+        return "`//` or `%` of beta (a step function)"
+    if isinstance(node, ast.Call) and any(on_beta(a) for a in node.args + [k.value for k in node.keywords]):
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in BETA_STEPS:
+            return f"`{func.id}()` of beta"
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "math" \
+                and func.attr in MATH_STEPS:
+            return f"`math.{func.attr}()` of beta"
+        if isinstance(func, ast.Attribute) and _sizes(node, on_beta):
+            return f"a size taken from beta (`.{func.attr}(...)`)"
+    return None
+
+
 def violations(func: ast.FunctionDef, params: tuple[str, ...]) -> list[tuple[int | None, str, str]]:
-    """(line, rule, message) for each place where a tensor steers Python, or a sequence is repeated."""
+    """(line, rule, message) for each place where a tensor or beta steers Python, or a sequence is repeated."""
     tensors = tensor_names(func, params)
+    betas = beta_names(func, tensors)
 
     def uses(node: ast.AST) -> bool:
         return _uses(node, tensors)
+
+    def on_beta(node: ast.AST) -> bool:  # beta alone: a tensor comparison (`margin > beta`) stays allowed
+        return not uses(node) and any(isinstance(sub, ast.Name) and sub.id in betas for sub in ast.walk(node))
 
     found = []
     for node in ast.walk(func):
         line = getattr(node, "lineno", None)
         what = _steers(node, uses)
+        steps = None if what else _beta_steers(node, on_beta)
+        if steps:
+            found.append((line, "python-value", f"line {line}: {steps} is not allowed: a loss may compute with "
+                          "beta but not branch, loop, size or step on it (it could single out a beta no check "
+                          "uses); write it as a smooth expression of beta"))
         if what:
             found.append((line, "python-value", f"line {line}: {what} is not allowed: a loss may not turn its "
                           f"inputs into Python values or branches (it could behave differently in training); "

@@ -1,0 +1,121 @@
+"""Sandbox, fourth round: hostile candidates that passed the checks before and are refused or stopped now.
+
+- a loss that is another function only when the whole batch is exactly at the reference (step 0 of
+  training): the checks call it on such a batch of its own (`checks.AT_REFERENCE`) and the fingerprint hashes
+  it, so a NaN there is refused and a flip there is not DPO's duplicate;
+- a per-pair switch on log-ratios of 1e-7..1e-2 (the first steps): the "near" regime;
+- a switch on the inputs' precision (`(x + 1e-10) == x`: true in float32, false in float64, the fingerprint's
+  dtype): refused as `dtype`;
+- Python branches, loops, sizes and steps on beta (a loss that is anti-DPO only between two betas no check
+  uses): refused by the static policy (`python-value`).
+
+Each of these was valid at 9dded07 (checked by hand with the same code); the library losses stay valid.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from hostile.candidates import make
+
+from discovery import library
+from discovery.sandbox import checks, fingerprint
+from discovery.sandbox.consistency import Inconsistent, check_consistent
+from discovery.sandbox.loader import load_loss
+from discovery.sandbox.static import check_source
+
+DPO = "-F.logsigmoid(beta * margin)"
+ANTI = "-F.logsigmoid(-beta * margin)"
+SWITCH = f"    anti = {ANTI}\n    good = {DPO}\n"
+
+
+def _digest(fn) -> str:
+    return fingerprint.digest(fingerprint.probe(fn)[0])
+
+
+def _consistent(fn) -> None:
+    check_consistent(fn, checks.make_inputs, lambda f, inputs, beta: f(*inputs, beta))
+
+
+@functools.cache
+def _dpo_digest() -> str:
+    return _digest(load_loss(library.get("dpo").code))
+
+
+AT_REFERENCE = "    step0 = (policy_chosen_logps - reference_chosen_logps).abs().max() == 0\n"
+
+
+def test_nan_only_when_the_whole_batch_is_at_the_reference_is_refused():
+    code = make(AT_REFERENCE + f"    return torch.where(step0, torch.log(margin * 0 - 1), {DPO})\n")
+    assert check_source(code) == []
+    with pytest.raises(checks.CheckFailure) as info:
+        checks.check_finite_and_gradients(load_loss(code), 2.0)
+    assert info.value.check == "finite" and "exactly at the reference" in info.value.message
+
+
+def test_a_flip_only_when_the_whole_batch_is_at_the_reference_is_not_dpo():
+    """Same loss value as DPO there (log 2), opposite gradient: the fingerprint hashes both."""
+    fn = load_loss(make(SWITCH + AT_REFERENCE + "    return torch.where(step0, anti, good)\n"))
+    checks.check_finite_and_gradients(fn, 2.0)
+    assert _digest(fn) != _dpo_digest()
+
+
+def test_nan_on_tiny_log_ratios_is_refused():
+    """Per pair: NaN where the policy moved by less than 1e-5 nats from the reference but not exactly 0."""
+    code = make("    d = (policy_chosen_logps - reference_chosen_logps).abs()\n"
+                f"    return torch.where((d < 1e-5) & (d > 0), torch.log(margin * 0 - 1), {DPO})\n")
+    with pytest.raises(checks.CheckFailure) as info:
+        checks.check_finite_and_gradients(load_loss(code), 2.0)
+    assert info.value.check == "finite"
+
+
+def test_a_flip_on_tiny_log_ratios_is_not_dpo():
+    fn = load_loss(make(SWITCH + "    d = (policy_chosen_logps - reference_chosen_logps).abs()\n"
+                        "    return torch.where((d < 1e-5) & (d > 0), anti, good)\n"))
+    assert _digest(fn) != _dpo_digest()
+
+
+@pytest.mark.parametrize("probe", ["(reference_chosen_logps + 1e-10) == reference_chosen_logps",
+                                   "(margin * 0 + 1 + 1e-12) == 1"])
+def test_a_switch_on_precision_is_refused(probe):
+    """float32 (checks, training) is anti-DPO, float64 (the fingerprint's probes) DPO: it would count as DPO."""
+    fn = load_loss(make(SWITCH + f"    return torch.where(({probe}).any(), anti, good)\n"))
+    with pytest.raises(Inconsistent) as info:
+        _consistent(fn)
+    assert info.value.rule == "dtype"
+
+
+BETA_STEERS = {
+    "branch": "    if 0.19 < beta < 0.21:\n        return " + ANTI + "\n    return " + DPO + "\n",
+    "ifexp": "    sign = -1.0 if beta > 0.17 else 1.0\n    return -F.logsigmoid(sign * beta * margin)\n",
+    "derived_name": "    b = beta * 10\n    flip = b > 1.7\n    return -F.logsigmoid((1 - 2 * flip) * beta * margin)\n",
+    "int": "    k = int(beta * 5)\n    return -F.logsigmoid((1 - 2 * k) * beta * margin)\n",
+    "round": "    return -F.logsigmoid(round(beta, 1) * margin)\n",
+    "floordiv": "    k = beta // 0.15\n    return -F.logsigmoid((1 - 2 * k) * beta * margin)\n",
+    "math_floor": "    return -F.logsigmoid(math.floor(beta * 5) * margin)\n",
+    "loop": "    out = margin * 0\n    for i in range(int(beta * 10)):\n        out = out + margin\n"
+            "    return -F.logsigmoid(beta * margin) + out\n",
+    "while": "    b = beta\n    while b < 1:\n        b = b * 2\n    return -F.logsigmoid(b * margin)\n",
+    "if_halves_beta": "    if beta > 0.5:\n        beta = beta / 2\n    return " + DPO + "\n",  # allowed in round 2
+    "chained": "    ok = 0 < beta < 1\n    return -F.logsigmoid((2 * ok - 1) * beta * margin)\n",
+    "equals": "    return -F.logsigmoid(beta * margin * (1 - 2 * (beta == 0.2)))\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BETA_STEERS))
+def test_python_may_not_branch_loop_or_step_on_beta(name):
+    code = make(BETA_STEERS[name], imports="import math\nimport torch\nimport torch.nn.functional as F\n")
+    rules = {v.rule for v in check_source(code)}
+    assert "python-value" in rules, check_source(code)
+
+
+BETA_SMOOTH = ("    return -F.logsigmoid(beta * margin) * math.log1p(beta)\n",
+               "    b = min(beta, 1.0)\n    return -F.logsigmoid(b * margin)\n",
+               "    t = torch.where(margin > beta, margin, margin * 0.5)\n    return -F.logsigmoid(beta * t)\n",
+               "    scale = max(beta, 0.01) ** 0.5 / (1 + beta)\n    return -F.logsigmoid(scale * margin)\n")
+
+
+@pytest.mark.parametrize("body", BETA_SMOOTH)
+def test_smooth_use_of_beta_stays_allowed(body):
+    assert check_source(make(body, imports="import math\nimport torch\nimport torch.nn.functional as F\n")) == []
