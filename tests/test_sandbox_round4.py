@@ -7,7 +7,9 @@
 - a switch on the inputs' precision (`(x + 1e-10) == x`: true in float32, false in float64, the fingerprint's
   dtype): refused as `dtype`;
 - Python branches, loops, sizes and steps on beta (a loss that is anti-DPO only between two betas no check
-  uses): refused by the static policy (`python-value`).
+  uses): refused by the static policy (`python-value`);
+- a switch on a statistic of the training batches (their spread): DPO in every check, anti-DPO in training;
+  the trainer's `TrainingGuard` puts real pairs among pairs from the checks and stops it.
 
 Each of these was valid at 9dded07 (checked by hand with the same code); the library losses stay valid.
 """
@@ -17,11 +19,12 @@ from __future__ import annotations
 import functools
 
 import pytest
+import torch
 from hostile.candidates import make
 
 from discovery import library
 from discovery.sandbox import checks, fingerprint
-from discovery.sandbox.consistency import Inconsistent, check_consistent
+from discovery.sandbox.consistency import Inconsistent, TrainingGuard, check_consistent
 from discovery.sandbox.loader import load_loss
 from discovery.sandbox.static import check_source
 
@@ -119,3 +122,59 @@ BETA_SMOOTH = ("    return -F.logsigmoid(beta * margin) * math.log1p(beta)\n",
 @pytest.mark.parametrize("body", BETA_SMOOTH)
 def test_smooth_use_of_beta_stays_allowed(body):
     assert check_source(make(body, imports="import math\nimport torch\nimport torch.nn.functional as F\n")) == []
+
+
+def _training_batches(batch: int = 16, steps: int = 6, seed: int = 0):
+    """Short answers (reference log-probs -40..-5, spread ~10 nats), the policy drifting from the reference."""
+    gen = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        ref = torch.empty(2, batch).uniform_(-40, -5, generator=gen)
+        drift = 0.05 * (step + 1) * torch.empty(2, batch).uniform_(-0.5, 1.0, generator=gen)
+        policy = (ref + torch.stack([drift[0], -drift[1]])).requires_grad_(True)
+        yield [policy[0], policy[1], ref[0].clone(), ref[1].clone()]
+
+
+SPREAD = "(reference_chosen_logps.max() - reference_chosen_logps.min())"
+# each is false for a pair alone (the std of one value is NaN), so the loss is batch-independent in the checks
+SPREAD_SWITCHES = {
+    "std": "reference_chosen_logps.std() < 20.0",
+    "range": f"({SPREAD} < 40.0) & ({SPREAD} > 0)",
+    "all_above": "(reference_chosen_logps > -60.0).all() & (reference_chosen_logps.std() > 0)",
+    "quantile": "(torch.quantile(reference_chosen_logps, 0.9) > -40.0) & (reference_chosen_logps.std() < 15.0)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPREAD_SWITCHES))
+def test_a_switch_on_the_spread_of_training_batches_is_stopped_in_training(name):
+    """DPO on every batch of the checks (their log-probs span -500..-1), anti-DPO on short answers."""
+    fn = load_loss(make(SWITCH + f"    return torch.where({SPREAD_SWITCHES[name]}, anti, good)\n"))
+    _consistent(fn)  # the checks see DPO, batch-independent
+    assert _digest(fn) == _dpo_digest()
+    guard = TrainingGuard(fn)
+    assert guard.independent
+    with pytest.raises(Inconsistent) as info:
+        for batch in _training_batches():
+            guard(*batch, 0.1)
+    assert info.value.rule == "batch-size" and guard.calls == 1
+
+
+@pytest.mark.parametrize("name", library.names())
+def test_library_losses_pass_the_guard_on_short_answers(name):
+    guard = TrainingGuard(load_loss(library.get(name).code))
+    for beta in (0.05, 0.2):
+        for batch in _training_batches(batch=12, steps=3, seed=len(name)):
+            out = guard(*batch, beta)
+            assert out.shape == (12,) and torch.isfinite(out).all()
+
+
+def test_a_batch_dependent_switch_is_not_the_duplicate_of_dpo():
+    """Anti-DPO when the batch spans under 40 nats, a pair alone included: the checks see a batch-statistic
+    loss (a pair alone differs from the pair in a batch, copies keep it) that is DPO on every probe batch; a
+    batch-dependent loss never gets the fingerprint of a batch-independent one."""
+    from discovery.sandbox import jobs
+
+    code = make(SWITCH + f"    return torch.where({SPREAD} < 40.0, anti, good)\n")
+    assert _digest(load_loss(code)) == _dpo_digest()  # the probes alone: DPO's
+    found, dpo = jobs.check_job({"code": code}), jobs.check_job({"code": library.get("dpo").code})
+    assert found["errors"] == [] and found["diagnostics"]["batch_independent"] is False
+    assert dpo["diagnostics"]["batch_independent"] is True and found["fingerprint"] != dpo["fingerprint"]

@@ -284,31 +284,35 @@ def check_speed(fn: Callable, max_seconds: float, seconds: float) -> float:
     return took
 
 
-def check_consistent(fn: Callable, seconds: float, sizes: tuple[int, ...] = (), sweep: bool = False) -> None:
+def check_consistent(fn: Callable, seconds: float, sizes: tuple[int, ...] = (), sweep: bool = False) -> bool:
     """Same per-pair loss with and without grad and at B in 8..512, the task's `sizes` and one random size
     (beyond batch statistics), on the check grid and training's value ranges; `sweep` (the one-shot sweep of
-    `discovery validate FILE` and `discovery export`): no jump at any of the common betas either."""
+    `discovery validate FILE` and `discovery export`): no jump at any of the common betas either. Returns
+    whether the loss is batch-independent."""
     from discovery.sandbox.consistency import Inconsistent, check_betas
     from discovery.sandbox.consistency import check_consistent as consistent
 
     try:
-        consistent(fn, make_inputs, lambda f, inputs, beta: call(f, inputs, beta, seconds), tuple(sizes))
+        independent = consistent(fn, make_inputs, lambda f, inputs, beta: call(f, inputs, beta, seconds),
+                                 tuple(sizes))
         if sweep:
             check_betas(fn, lambda f, inputs, beta: call(f, inputs, beta, seconds))
     except Inconsistent as exc:
         raise CheckFailure(exc.rule, exc.message) from None
+    return independent
 
 
 def run_unit_checks(fn: Callable, max_call_seconds: float, batch_sizes: tuple[int, ...] = (),
-                    sweep: bool = False) -> float:
-    """Raise CheckFailure at the first failing check; returns the B=64 forward+backward time.
+                    sweep: bool = False) -> tuple[float, bool]:
+    """Raise CheckFailure at the first failing check; returns the B=64 forward+backward time and whether the
+    loss is batch-independent (`check_consistent`).
 
     `batch_sizes`: the sizes training will call the loss with (the task's batch size), checked too;
     `sweep`: the one-shot sweep's betas too (`check_consistent`)."""
     seconds = max(1.0, 4 * max_call_seconds)
     check_pure(fn, seconds)
     check_shapes(fn, seconds)
-    check_consistent(fn, seconds, batch_sizes, sweep)
+    independent = check_consistent(fn, seconds, batch_sizes, sweep)
     check_finite_and_gradients(fn, seconds)
     check_deterministic(fn, seconds)
-    return check_speed(fn, max_call_seconds, seconds)
+    return check_speed(fn, max_call_seconds, seconds), independent

@@ -12,8 +12,9 @@ Two halves, sharing the comparisons:
 - `TrainingGuard` (in the trainer, on every call): the inputs are not edited in place and not aliased,
   the call returns within a time limit, the loss is the same without gradients, it does not jump at exactly
   the training beta (`jumps_at`; the one-shot sweep checks `SWEEP_BETAS` the same way), and a loss that was
-  batch-independent in the checks stays batch-independent on the real batches; a batch-dependent one
-  keeps its loss when the real batch is copied twice.
+  batch-independent in the checks stays batch-independent on the real batches (halved, and real pairs
+  among pairs from the checks: `among_check_pairs`); a batch-dependent one keeps its loss when the real
+  batch is copied twice.
 """
 
 from __future__ import annotations
@@ -109,8 +110,9 @@ def check_sizes(extra: tuple[int, ...] = ()) -> list[int]:
     return sorted({*SIZES, *(int(b) for b in extra if 1 < int(b) <= 4096), drawn})
 
 
-def check_consistent(fn: Callable, make_inputs: Callable, call: Callable, sizes: tuple[int, ...] = ()) -> None:
-    """Raise Inconsistent when the per-pair loss depends on grad state or, beyond batch statistics, on B.
+def check_consistent(fn: Callable, make_inputs: Callable, call: Callable, sizes: tuple[int, ...] = ()) -> bool:
+    """Raise Inconsistent when the per-pair loss depends on grad state or, beyond batch statistics, on B;
+    returns whether it is batch-independent (each pair's loss the same alone and in every batch).
 
     `make_inputs` is kept for callers; the pairs come from `checks.make_regime` (check grid and training's
     ranges), embedded among pairs of every regime, at random places."""
@@ -137,6 +139,7 @@ def check_consistent(fn: Callable, make_inputs: Callable, call: Callable, sizes:
         independent = independent and close(with_grad, own[:len(index)])
     if not independent:
         batch_statistics_only(fn, base, beta, call, sizes)
+    return independent
 
 
 def jittered(tensors, k: int, seed: int):
@@ -267,6 +270,35 @@ def batch_independent(fn: Callable, make_inputs: Callable | None = None) -> bool
     return True
 
 
+AMONG = 64  # real pairs re-computed in a batch of this size, the rest pairs from the checks
+WATCHED = 8  # real pairs per training call
+
+
+def among_check_pairs(fn: Callable, out: torch.Tensor, inputs, beta: float, seed: int = 0) -> bool:
+    """Do (up to) 8 real pairs keep their loss when they are put, at places drawn from `seed`, among pairs
+    from the checks (the watched pairs and every regime, so the batch's statistics are the checks')?
+
+    A loss that was batch-independent in the checks and switches on a statistic of the training batches
+    (their spread, range, count of exact ties) is another loss there; halving the batch keeps that statistic.
+    No global RNG is drawn (training's random state stays as it was)."""
+    from discovery.sandbox.checks import make_regime
+
+    batch = inputs[0].shape[0]
+    pick = torch.linspace(0, batch - 1, min(WATCHED, batch)).round().long()
+    gen = torch.Generator().manual_seed(seed)
+    fill = AMONG - len(pick) - 8
+    parts = [base_pairs(beta, grad=False)] + [make_regime(r, fill // len(FILLERS), beta, seed=90 + i, grad=False)
+                                              for i, r in enumerate(FILLERS)]
+    checks = [torch.cat(ts) for ts in zip(*parts, strict=True)]
+    order = torch.randperm(len(pick) + checks[0].shape[0], generator=gen)
+    tensors = [torch.cat([t.detach()[pick], c.to(device=t.device, dtype=t.dtype)])[order]
+               for t, c in zip(inputs, checks, strict=True)]
+    got = _no_grad(fn, tensors, beta)
+    if not isinstance(got, torch.Tensor) or got.shape != tensors[0].shape:
+        return False
+    return close(out.detach().reshape(-1)[pick], got.reshape(-1)[torch.argsort(order)[:len(pick)]])
+
+
 class TrainingGuard:
     """Wraps the candidate for the trainer: purity, per-call time limit and check/training consistency."""
 
@@ -330,6 +362,10 @@ class TrainingGuard:
             if not close(out, torch.cat([p.reshape(-1) for p in parts])):
                 raise Inconsistent("batch-size", f"the loss was batch-independent in the checks but depends on "
                                    f"the batch at the training batch size {batch}")
+            if not among_check_pairs(self.fn, out, inputs, beta, seed=self.calls):
+                raise Inconsistent("batch-size", "the loss was batch-independent in the checks, but real pairs get "
+                                   "another loss in a training batch than among pairs from the checks: it switches "
+                                   "on something training batches have and the checks' do not (e.g. their spread)")
         elif not stats_close(out, _first(_no_grad(self.fn, _tile(inputs, 2), beta), batch)):
             raise Inconsistent("batch-size", f"at the training batch size {batch} the loss changes when the "
                                "batch is copied twice: it depends on the batch beyond batch statistics")

@@ -29,8 +29,8 @@ def check_job(payload: dict) -> dict:
         return {"errors": errors}
     try:
         sizes = tuple(int(b) for b in payload.get("batch_sizes") or ())
-        call_seconds = checks.run_unit_checks(fn, float(payload.get("max_call_seconds", 0.25)), sizes,
-                                              sweep=bool(payload.get("sweep")))
+        call_seconds, independent = checks.run_unit_checks(fn, float(payload.get("max_call_seconds", 0.25)),
+                                                           sizes, sweep=bool(payload.get("sweep")))
         guard = max(1.0, 4 * float(payload.get("max_call_seconds", 0.25)))
         with time_limit(guard * 4):
             diag = diagnostics.diagnose(fn)
@@ -46,7 +46,11 @@ def check_job(payload: dict) -> dict:
         return {"errors": [{"check": "runs", "message": f"{where}{type(exc).__name__} on the probe set: {exc}",
                             "line": line}]}
     diag["call_seconds_b64"] = call_seconds
-    return {"errors": [], "diagnostics": diag, "fingerprint": fingerprint.digest(hashed), "probe_values": grads}
+    diag["batch_independent"] = independent
+    # a batch-dependent loss is never the duplicate of a batch-independent one: on batches whose statistics
+    # the probes do not have (training's), it may be another function (a switch on the batch's spread)
+    return {"errors": [], "diagnostics": diag, "fingerprint": fingerprint.digest(hashed + [float(independent)]),
+            "probe_values": grads}
 
 
 def formula_job(payload: dict) -> dict:
