@@ -176,5 +176,15 @@ def test_a_batch_dependent_switch_is_not_the_duplicate_of_dpo():
     code = make(SWITCH + f"    return torch.where({SPREAD} < 40.0, anti, good)\n")
     assert _digest(load_loss(code)) == _dpo_digest()  # the probes alone: DPO's
     found, dpo = jobs.check_job({"code": code}), jobs.check_job({"code": library.get("dpo").code})
-    assert found["errors"] == [] and found["diagnostics"]["batch_independent"] is False
-    assert dpo["diagnostics"]["batch_independent"] is True and found["fingerprint"] != dpo["fingerprint"]
+    assert found["errors"] == [] and found["diagnostics"]["independent_in_checks"] is False
+    assert dpo["diagnostics"]["independent_in_checks"] is True and found["fingerprint"] != dpo["fingerprint"]
+
+
+def test_a_switch_on_precision_on_long_answers_is_refused():
+    """`(x + 1e-4) == x` holds in float32 only where |x| > ~1000 (long answers); the watched pairs never reach
+    it, the long regime does (red-team round 2)."""
+    fn = load_loss(make(SWITCH + "    probe = (reference_chosen_logps + 1e-4) == reference_chosen_logps\n"
+                        "    return torch.where(probe.any(), anti, good)\n"))
+    with pytest.raises(Inconsistent) as info:
+        _consistent(fn)
+    assert info.value.rule == "dtype"

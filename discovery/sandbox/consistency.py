@@ -116,17 +116,14 @@ def check_consistent(fn: Callable, make_inputs: Callable, call: Callable, sizes:
 
     `make_inputs` is kept for callers; the pairs come from `checks.make_regime` (check grid and training's
     ranges), embedded among pairs of every regime, at random places."""
+    from discovery.sandbox.checks import make_regime
+
     beta = 0.1
     base = base_pairs(beta)
     alone = torch.cat([_first(call(fn, [t[i:i + 1].detach() for t in base], beta), 1) for i in ALONE])
     own = _first(call(fn, base, beta), 8)  # the 8 on their own (B=8): the reference at every other size
-    wide = _first(call(fn, [t.detach().double().requires_grad_(i < 2) for i, t in enumerate(base)], beta), 8)
-    if not stats_close(own, wide):  # float32 (checks, training) vs float64 (the fingerprint's probes)
-        if not torch.isfinite(own).all():  # an overflow in float32 (exp of a large margin): not a switch
-            raise Inconsistent("finite", "the loss is NaN or Inf in float32 on pairs from training's ranges (it "
-                               "overflows; finite in float64); keep it finite (e.g. logsigmoid, clamp)")
-        raise Inconsistent("dtype", "the same 8 pairs get different losses in float32 and float64; a loss may "
-                           "not depend on the inputs' precision (e.g. `(x + 1e-10) == x`)")
+    same_in_float64(fn, call, base, beta, own)
+    same_in_float64(fn, call, make_regime("long", 8, beta, seed=29), beta)  # float32 steps ~2e-4 at -3000
     independent = close(own[list(ALONE)], alone)
     sizes = check_sizes(sizes)
     for turn, size in enumerate(sizes):
@@ -140,6 +137,22 @@ def check_consistent(fn: Callable, make_inputs: Callable, call: Callable, sizes:
     if not independent:
         batch_statistics_only(fn, base, beta, call, sizes)
     return independent
+
+
+def same_in_float64(fn: Callable, call: Callable, tensors, beta: float, own: torch.Tensor | None = None) -> None:
+    """The pairs get the same loss (5 % of the largest) in float32 (checks, training) and float64 (the
+    fingerprint's probes): no switch on the inputs' precision (`(x + 1e-10) == x`, `(x + 1e-4) == x` on long
+    answers)."""
+    n = tensors[0].shape[0]
+    own = _first(call(fn, tensors, beta), n) if own is None else own
+    wide = _first(call(fn, [t.detach().double().requires_grad_(i < 2) for i, t in enumerate(tensors)], beta), n)
+    if stats_close(own, wide):
+        return
+    if not torch.isfinite(own).all():  # an overflow in float32 (exp of a large margin): not a switch
+        raise Inconsistent("finite", "the loss is NaN or Inf in float32 on pairs from training's ranges (it "
+                           "overflows; finite in float64); keep it finite (e.g. logsigmoid, clamp)")
+    raise Inconsistent("dtype", f"the same {n} pairs get different losses in float32 and float64; a loss may "
+                       "not depend on the inputs' precision (e.g. `(x + 1e-10) == x`)")
 
 
 def jittered(tensors, k: int, seed: int):

@@ -46,7 +46,7 @@ def check_job(payload: dict) -> dict:
         return {"errors": [{"check": "runs", "message": f"{where}{type(exc).__name__} on the probe set: {exc}",
                             "line": line}]}
     diag["call_seconds_b64"] = call_seconds
-    diag["batch_independent"] = independent
+    diag["independent_in_checks"] = independent  # check_consistent; `batch_dependent` is the grid alone
     # a batch-dependent loss is never the duplicate of a batch-independent one: on batches whose statistics
     # the probes do not have (training's), it may be another function (a switch on the batch's spread)
     return {"errors": [], "diagnostics": diag, "fingerprint": fingerprint.digest(hashed + [float(independent)]),
