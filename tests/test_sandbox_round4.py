@@ -17,6 +17,7 @@ Each of these was valid at 9dded07 (checked by hand with the same code); the lib
 from __future__ import annotations
 
 import functools
+import math
 
 import pytest
 import torch
@@ -25,6 +26,7 @@ from hostile.candidates import make
 from discovery import library
 from discovery.sandbox import checks, fingerprint
 from discovery.sandbox.consistency import Inconsistent, TrainingGuard, check_consistent
+from discovery.sandbox.fingerprint import distance
 from discovery.sandbox.loader import load_loss
 from discovery.sandbox.static import check_source
 
@@ -178,6 +180,8 @@ def test_a_batch_dependent_switch_is_not_the_duplicate_of_dpo():
     found, dpo = jobs.check_job({"code": code}), jobs.check_job({"code": library.get("dpo").code})
     assert found["errors"] == [] and found["diagnostics"]["independent_in_checks"] is False
     assert dpo["diagnostics"]["independent_in_checks"] is True and found["fingerprint"] != dpo["fingerprint"]
+    assert distance(found["probe_values"], dpo["probe_values"]) == math.inf  # nor a near-duplicate
+    assert distance(found["probe_values"][:len(dpo["probe_values"])], dpo["probe_values"]) < 1e-9
 
 
 def test_a_switch_on_precision_on_long_answers_is_refused():

@@ -45,6 +45,22 @@ def probe(fn: Callable) -> tuple[list[float], list[float]]:
     return hashed, grads
 
 
+def alone(fn: Callable) -> list[float]:
+    """Gradients of the SINGLE_MARGINS pairs each alone (B=1, beta 0.1): a batch-dependent loss's probes get
+    these too, so its probe vector is longer than a batch-independent loss's and `distance` between the two
+    is inf: never a near-duplicate of DPO however it behaves on the probe batch."""
+    import torch
+
+    from discovery.sandbox.checks import make_inputs
+
+    found: list[float] = []
+    for m in SINGLE_MARGINS:
+        inputs = make_inputs((m,), 0.1, dtype=torch.float64, seed=9)[0]
+        grads = torch.autograd.grad(fn(*inputs, 0.1).sum(), inputs[:2], allow_unused=True)
+        found += [0.0 if g is None else float(g.reshape(-1)[0]) for g in grads]
+    return found
+
+
 def _at_reference(fn: Callable, beta: float) -> list[float]:
     """Loss and gradients on a batch of its own with every pair exactly at the reference (step 0 of training):
     a loss that switches on "the whole batch at the reference" is another loss, not DPO's duplicate."""

@@ -35,6 +35,7 @@ def check_job(payload: dict) -> dict:
         with time_limit(guard * 4):
             diag = diagnostics.diagnose(fn)
             hashed, grads = fingerprint.probe(fn)
+            grads = grads if independent else grads + fingerprint.alone(fn)
     except CheckFailure as exc:
         return {"errors": [exc.to_dict()]}
     except checks.CallTimeout:
@@ -47,8 +48,8 @@ def check_job(payload: dict) -> dict:
                             "line": line}]}
     diag["call_seconds_b64"] = call_seconds
     diag["independent_in_checks"] = independent  # check_consistent; `batch_dependent` is the grid alone
-    # a batch-dependent loss is never the duplicate of a batch-independent one: on batches whose statistics
-    # the probes do not have (training's), it may be another function (a switch on the batch's spread)
+    # a batch-dependent loss is never the duplicate (exact or near) of a batch-independent one: on batches
+    # whose statistics the probes do not have (training's), it may be another function (a switch on the spread)
     return {"errors": [], "diagnostics": diag, "fingerprint": fingerprint.digest(hashed + [float(independent)]),
             "probe_values": grads}
 
