@@ -53,3 +53,15 @@ def test_edit_from_target_pairs_the_target_answer_with_a_one_word_corruption():
     assert ((chosen == target).all(dim=1) | (rejected == target).all(dim=1)).all()
     assert ((either != target).sum(dim=1) == 1).all()
     assert (chosen == target).all(dim=1).float().mean() > 0.8  # the labels mostly prefer the correct answer
+
+
+def test_the_prompts_task_description_names_the_pairs_and_reward_of_the_options():
+    from discovery.inner_loop.synthetic import DESCRIPTION, describe
+
+    assert describe(SyntheticOptions()) == DESCRIPTION  # the default prompt is unchanged
+    text = describe(SyntheticOptions(target_weight=2.0, edit_pairs=1.0, edit_from_target=True))
+    assert "correct answer with a copy of it in which one word is wrong" in text and "near-ties" not in text
+    assert "own completions" not in text and "follow the correct answer" in text
+    mixed = describe(SyntheticOptions(edit_pairs=0.5))
+    assert "a mix of pairs of its own completions and pairs that compare one completion" in mixed
+    assert "correct answer" not in mixed

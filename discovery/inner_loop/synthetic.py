@@ -34,6 +34,11 @@ DESCRIPTION = (
     "each pair only through the policy's and the reference's log-probs; it must raise the hidden reward of the "
     "policy's completions by how it turns each pair's preference margin into a training signal."
 )
+# with task.options.edit_pairs / target_weight set, the prompt says what those pairs and that reward are
+EDITED_PAIRS = {False: "pairs that compare one completion with a copy of it in which one word is replaced",
+                True: "pairs that compare a correct answer with a copy of it in which one word is wrong (as in math "
+                      "data: a reference solution against one corrupted step)"}
+CORRECTNESS = "a hidden reward that is high mainly for completions that follow the correct answer"
 # no "fluency" wording: it invited terms on the raw log-probs that train too conservatively (issue 17)
 FITNESS = ("mean hidden (gold) reward of completions sampled from the trained policy on held-out prompts; "
            "higher is better")
@@ -63,7 +68,8 @@ class SyntheticTask(Task):
         self._state: SyntheticState | None = None
 
     def info(self) -> TaskInfo:
-        return TaskInfo(self.name, DESCRIPTION, FITNESS, self.config.train.beta, "cheap", tuple(self.config.eval.betas))
+        return TaskInfo(self.name, describe(self.options), FITNESS, self.config.train.beta, "cheap",
+                        tuple(self.config.eval.betas))
 
     def cache_key(self) -> str:
         from discovery.inner_loop.synthetic_build import BUILD_VERSION, key_options
@@ -154,6 +160,21 @@ class SyntheticTask(Task):
         if trainer.reference_forward_passes:
             raise RuntimeError("the synthetic task ran a reference forward pass during training")
         return outcome
+
+
+def describe(options) -> str:
+    """The task as the proposer's prompt tells it: DESCRIPTION at the default options; with low-edit-distance
+    pairs or the correctness-like reward (docs/tasks.md) the pairs and the reward it names are those."""
+    text = DESCRIPTION
+    if options.edit_pairs > 0:
+        edited = EDITED_PAIRS[options.edit_from_target]
+        if options.edit_pairs == 1:
+            text = text.replace("pairs of its own completions", edited).replace(", some pairs are near-ties", "")
+        else:
+            text = text.replace("pairs of its own completions", f"a mix of pairs of its own completions and {edited}")
+    if options.target_weight > 0:
+        text = text.replace("a hidden reward", CORRECTNESS)
+    return text
 
 
 def train_steps(train, pairs: int, steps_fraction: float = 1.0) -> int:
