@@ -192,3 +192,34 @@ def test_a_switch_on_precision_on_long_answers_is_refused():
     with pytest.raises(Inconsistent) as info:
         _consistent(fn)
     assert info.value.rule == "dtype"
+
+
+BETA_WINDOWS = {  # DPO at every probe beta (0.05, 0.1, 0.5), anti-DPO around 0.2 (the default grid's third)
+    "tensor": "    b = torch.ones_like(margin) * beta\n    return torch.where((b > 0.17) & (b < 0.23), anti, good)\n",
+    "smooth": "    b = torch.ones_like(margin) * beta\n"
+              "    w = torch.sigmoid((b - 0.17) * 1e3) * torch.sigmoid((0.23 - b) * 1e3)\n"
+              "    return w * anti + (1 - w) * good\n",
+    "min_max": "    k = min(max((beta - 0.17) * 1e6, 0.0), 1.0) * min(max((0.23 - beta) * 1e6, 0.0), 1.0)\n"
+               "    return -F.logsigmoid((1 - 2 * k) * beta * margin)\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BETA_WINDOWS))
+def test_a_loss_that_is_another_function_at_a_training_beta_is_not_dpo(name):
+    """No jump anywhere (the sweep and the guard's `jumps_at` pass it); the fingerprint probes the betas the run
+    trains at (`validate(betas=...)`, the loop and `discovery validate` pass `eval.betas`)."""
+    code = make(SWITCH + BETA_WINDOWS[name])
+    assert check_source(code) == []
+    fn, dpo = load_loss(code), load_loss(library.get("dpo").code)
+    assert fingerprint.probe(fn)[0] == pytest.approx(fingerprint.probe(dpo)[0], rel=1e-6, abs=1e-9)
+    grid = (0.05, 0.1, 0.2)
+    assert fingerprint.digest(fingerprint.probe(fn, grid)[0]) != fingerprint.digest(fingerprint.probe(dpo, grid)[0])
+
+
+def test_validate_probes_the_betas_it_is_given():
+    from discovery.sandbox import validate
+
+    code, grid = make(SWITCH + BETA_WINDOWS["tensor"]), (0.05, 0.1, 0.2)
+    dpo = library.get("dpo").code
+    assert validate(code).fingerprint == validate(dpo).fingerprint  # the probe betas only: DPO's
+    assert validate(code, betas=grid).fingerprint != validate(dpo, betas=grid).fingerprint

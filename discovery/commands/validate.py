@@ -46,7 +46,8 @@ def run(args) -> int:
     from discovery.sandbox.isolation import SandboxStartError
 
     try:
-        report = validate(code, config.sandbox, sweep=True, formula=True)
+        report = validate(code, config.sandbox, sweep=True, formula=True,
+                          betas=tuple(config.eval.betas) or (config.train.beta,))
     except SandboxStartError as exc:
         raise DiscoveryError(str(exc)) from None
     if args.json:

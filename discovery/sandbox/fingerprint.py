@@ -14,15 +14,18 @@ DIGITS = 6  # significant digits kept before hashing
 ZERO = 1e-8  # smaller values hash as 0: rewrites differ there by rounding (log(sigmoid) far in the tail)
 
 
-def probe(fn: Callable) -> tuple[list[float], list[float]]:
-    """(all values hashed into the fingerprint, the gradient values used for distances); float64 inputs."""
+def probe(fn: Callable, betas: Sequence[float] = ()) -> tuple[list[float], list[float]]:
+    """(all values hashed into the fingerprint, the gradient values used for distances); float64 inputs.
+
+    `betas`: the betas training will use (the run's sweep), probed besides PROBE_BETAS: a loss that is
+    another function only between two probe betas (a window around 0.2) is another loss there."""
     import torch
 
     from discovery.sandbox.checks import make_inputs, make_regime
 
     hashed: list[float] = []
     grads: list[float] = []
-    for beta in PROBE_BETAS:
+    for beta in sorted({*PROBE_BETAS, *(float(b) for b in betas)}):
         configs = [(PROBE_MARGINS, 0.0, 7), (PROBE_MARGINS, 40.0, 8)]
         configs += [((m,), 0.0, 9) for m in SINGLE_MARGINS]
         batches = [make_inputs(margins, beta, dtype=torch.float64, seed=seed, shift=shift)[0]

@@ -34,7 +34,7 @@ def check_job(payload: dict) -> dict:
         guard = max(1.0, 4 * float(payload.get("max_call_seconds", 0.25)))
         with time_limit(guard * 4):
             diag = diagnostics.diagnose(fn)
-            hashed, grads = fingerprint.probe(fn)
+            hashed, grads = fingerprint.probe(fn, tuple(float(b) for b in payload.get("betas") or ()))
             grads = grads if independent else grads + fingerprint.alone(fn)
     except CheckFailure as exc:
         return {"errors": [exc.to_dict()]}

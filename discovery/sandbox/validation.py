@@ -127,10 +127,11 @@ CACHE_SIZE = 512
 
 def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRunner | None = None,
              batch_sizes: tuple[int, ...] = (), cache: bool = True, sweep: bool = False,
-             formula: bool = False) -> ValidationReport:
+             formula: bool = False, betas: tuple[float, ...] = ()) -> ValidationReport:
     """Static policy in this process, then unit checks/diagnostics/fingerprint in an isolated child.
 
     `batch_sizes`: the batch sizes training will use (per-device train batch size), checked besides TRL's.
+    `betas`: the betas training will use (`eval.betas`, else `train.beta`), probed by the fingerprint too.
     `sweep`: the one-shot sweep (`discovery validate FILE`, `discovery export`): every size of
     SWEEP_BATCH_SIZES and the common betas too. `formula`: for a valid loss, its sympy form as well
     (`sympy`, `latex`): a second sandbox job after the verdict, asked for by the consumers that show or store
@@ -140,10 +141,11 @@ def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRun
     config = config or SandboxConfig()
     sizes = tuple(dict.fromkeys((*(SWEEP_BATCH_SIZES if sweep else ()), *(int(b) for b in batch_sizes))))
     digest = hashlib.sha256(code.encode()).hexdigest()
-    key = (digest, repr(config), sizes, sweep)
+    betas = tuple(sorted({float(b) for b in betas}))
+    key = (digest, repr(config), sizes, sweep, betas)
     report = _CACHE.get(key) if cache else None
     if report is None:
-        report, complete = _validate(code, config, runner, sizes, sweep)
+        report, complete = _validate(code, config, runner, sizes, sweep, betas)
         if cache and complete:
             _remember(_CACHE, key, report)
     if formula and report.valid:
@@ -179,7 +181,7 @@ def _formula(code: str, digest: str, config: SandboxConfig, runner: IsolatedRunn
 
 
 def _validate(code: str, config: SandboxConfig, runner: IsolatedRunner | None, batch_sizes: tuple[int, ...],
-              sweep: bool) -> tuple[ValidationReport, bool]:
+              sweep: bool, betas: tuple[float, ...] = ()) -> tuple[ValidationReport, bool]:
     """The report, and whether it is complete (static refusal, or the check job answered)."""
     start = time.perf_counter()
     violations = check_source(code)
@@ -189,7 +191,7 @@ def _validate(code: str, config: SandboxConfig, runner: IsolatedRunner | None, b
                                 isolation=["static-policy"], seconds=time.perf_counter() - start), True
     runner = runner or default_runner()
     result = runner.run(CHECK_JOB, {"code": code, "max_call_seconds": config.max_call_seconds,
-                                   "batch_sizes": list(batch_sizes), "sweep": sweep},
+                                   "batch_sizes": list(batch_sizes), "sweep": sweep, "betas": list(betas)},
                         limits_for(config))
     isolation = ["static-policy", "restricted-builtins", *result.isolation]
     if not result.ok:
