@@ -191,3 +191,18 @@ def test_lock_error_type(tmp_path):
     with RunDirLock(tmp_path):
         with pytest.raises(RunDirLocked):
             RunDirLock(tmp_path).acquire()
+
+
+def test_resume_on_other_task_data_is_refused_and_the_record_is_kept(tmp_path):
+    """A newer build of the task (or other options) gives another cache key: resuming would mix two tasks."""
+    with Archive.open(tmp_path) as a:
+        a.start_run({"task": {"name": "synthetic"}}, "synthetic", "build2")
+    with Archive.open(tmp_path) as a:
+        assert a.start_run({"task": {"name": "synthetic"}}, "synthetic", "build2").task_cache_key == "build2"
+        a.end_run("done")
+        with pytest.raises(ArchiveError, match="start a new run directory"):
+            a.start_run({"task": {"name": "synthetic"}}, "synthetic", "build3")
+        with pytest.raises(ArchiveError, match="task synthetic"):
+            a.start_run({"task": {"name": "hf_dpo"}}, "hf_dpo", "build2")
+        info = a.run_info()
+        assert (info.task_cache_key, info.end_reason) == ("build2", "done")  # nothing stored was changed

@@ -113,6 +113,8 @@ class Archive(ArchiveQueries):
                      git_revision(), task_name, task_cache_key),
                 )
             else:
+                _same_task(db.execute("SELECT task_name, task_cache_key FROM run").fetchone(), task_name,
+                           task_cache_key)
                 db.execute("UPDATE run SET ended_at = NULL, end_reason = '' WHERE id = 1")
         info = self.run_info()
         assert info is not None
@@ -215,6 +217,17 @@ def _check_not_newer(db: sqlite3.Connection, path: Path) -> None:
     if version > schema.LATEST:
         raise ArchiveError(f"{path} has schema version {version}; this discovery reads up to "
                            f"{schema.LATEST}: upgrade discovery")
+
+
+def _same_task(stored, task_name: str, task_cache_key: str | None) -> None:
+    """A resumed run trains on the data it started on: refuse a task whose data changed since (a newer build of
+    the task, other task options) rather than mix scores of two tasks in one archive."""
+    name, key = stored[0], stored[1]
+    if name != task_name or (key is not None and task_cache_key is not None and key != task_cache_key):
+        raise ArchiveError(f"this run started on task {name} with data {key}, but the task now resolves to "
+                           f"{task_name} with data {task_cache_key} (a newer build of the task or other task "
+                           "options); start a new run directory, or resume with the options and release it "
+                           "started with")
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
