@@ -49,16 +49,10 @@ class Runs:
     def run(self, instance: int, loss: str | None, beta: float, seed: int = 0) -> tuple[float, float, float]:
         import torch
 
-        from discovery import library
-        from discovery.inner_loop.task import Fidelity
-        from discovery.sandbox.loader import load_loss
+        from discovery.inner_loop.task import evaluate_library_loss
 
         torch.set_num_threads(1)
-        task, fidelity = self.task(instance), Fidelity(beta=beta)
-        if loss is None:
-            r = task.evaluate_reference(seed, fidelity)
-        else:
-            r = task.evaluate_fn(load_loss(library.get(loss).code), seed, fidelity)
+        r = evaluate_library_loss(self.task(instance), loss, seed, beta)
         assert r.ok, r.reason
         return r.fitness, r.metrics["kl"], r.metrics["heldout_accuracy"]
 

@@ -45,11 +45,9 @@ import functools
 import pytest
 import torch
 
-from discovery import library
 from discovery.config import load_config
 from discovery.inner_loop.sweep import interpolate
-from discovery.inner_loop.task import Fidelity, get_task
-from discovery.sandbox.loader import load_loss
+from discovery.inner_loop.task import evaluate_library_loss, get_task
 
 GRID = (0.05, 0.1, 0.2, 0.4)
 SMALL_BETA = 0.025
@@ -67,13 +65,8 @@ def _run(instance: int, loss: str | None, beta: float, seed: int = 0) -> tuple[f
     """(fitness, KL, held-out accuracy) of a library loss (None = untrained reference), in this process.
 
     Library code is ours (trusted), so it runs here rather than in the sandbox's isolated child."""
-    task = _task(instance)
     torch.set_num_threads(1)
-    fidelity = Fidelity(beta=beta)  # this beta instead of train.beta (the config is frozen)
-    if loss is None:
-        r = task.evaluate_reference(seed, fidelity)
-    else:
-        r = task.evaluate_fn(load_loss(library.get(loss).code), seed, fidelity)
+    r = evaluate_library_loss(_task(instance), loss, seed, beta)
     assert r.ok, r.reason
     return r.fitness, r.metrics["kl"], r.metrics["heldout_accuracy"]
 

@@ -156,3 +156,15 @@ def get_task(config: RunConfig) -> Task:
         raise DiscoveryError(f"unknown task '{name}'; available: {', '.join(sorted(TASKS))}")
     module, cls = TASKS[name].split(":")
     return getattr(importlib.import_module(module), cls)(config)
+
+
+def evaluate_library_loss(task: Task, name: str | None, seed: int, beta: float) -> EvalResult:
+    """A library loss (None: the untrained reference) trained and scored at `beta`, in this process: library
+    code is ours (trusted), so it runs here rather than in the sandbox's isolated child (tests, bench/)."""
+    from discovery import library
+    from discovery.sandbox.loader import load_loss
+
+    fidelity = Fidelity(beta=beta)  # this beta instead of train.beta (the config is frozen)
+    if name is None:
+        return task.evaluate_reference(seed, fidelity)
+    return task.evaluate_fn(load_loss(library.get(name).code), seed, fidelity)
