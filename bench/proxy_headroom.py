@@ -41,8 +41,16 @@ GRID = [0.05, 0.1, 0.2, 0.4]
 SEEDS = list(range(1000, 1010))
 
 
+UNVERSIONED_BUILD = 2  # the synthetic build whose cache keys were written before the build version entered them
+
+
 def job_key(config: dict, code: str, beta: float, seed: int) -> str:
-    blob = json.dumps([config["task"], config["train"]], sort_keys=True) + code
+    """The cache key of one job: task and train config, code, beta, seed, and the synthetic task's build version
+    (so results of another build are never reused; build 2's keys are the ones the committed caches hold)."""
+    from discovery.inner_loop.synthetic_build import BUILD_VERSION
+
+    build = [] if BUILD_VERSION == UNVERSIONED_BUILD else [BUILD_VERSION]
+    blob = json.dumps([config["task"], config["train"], *build], sort_keys=True) + code
     return f"{hashlib.sha1(blob.encode()).hexdigest()[:16]}:{beta:g}:{seed}"
 
 
