@@ -268,6 +268,10 @@ class RunConfig(_Section):
     # trackers, as TRL's report_to: none | all | tensorboard | wandb (discovery.tracking)
     report_to: tuple[str, ...] = ()
 
+    def training_betas(self) -> tuple[float, ...]:
+        """The betas a candidate trains at: the sweep (`eval.betas`), else `train.beta` alone."""
+        return tuple(self.eval.betas) or (self.train.beta,)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (dicts, lists): YAML, JSON, the archive, the workers; `from_dict` reads it back."""
         return _plain(dataclasses.asdict(self))

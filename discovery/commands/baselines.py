@@ -80,7 +80,7 @@ def run(args) -> int:
     rows.sort(key=_sort_key)
     if args.json:
         print_json({"task": task.name, "cache_key": task.cache_key(), "seeds": seeds, "fitness_mode": config.eval.fitness,
-                    "betas": list(config.eval.betas) or [config.train.beta], "baselines": rows})
+                    "betas": list(config.training_betas()), "baselines": rows})
         return 0
     title = f"baselines on task '{task.name}' (seeds {seeds[0]}..{seeds[-1]}, sorted by {config.eval.fitness} fitness)"
     console = Console(width=150)

@@ -60,7 +60,7 @@ def evaluate_code(task, code: str | None, runner, seeds: list[int], progress: Pr
     from discovery.inner_loop.sweep import SweepSummary, point
     from discovery.inner_loop.task import Fidelity
 
-    betas = list(task.config.eval.betas) or [task.config.train.beta]
+    betas = list(task.config.training_betas())
     bar = progress.add_task(label, total=len(betas) * len(seeds))
     per_beta, points = [], []
     for beta in betas:

@@ -186,7 +186,7 @@ def _run(config: RunConfig, run_dir: Path, stack: ExitStack, progress, announce,
         # the verdict, then for a valid loss its formula (a second sandbox job): the archive stores both
         return validate(code, config.sandbox, runner=runner, formula=True,
                         batch_sizes=(config.train.per_device_train_batch_size,),
-                        betas=tuple(config.eval.betas) or (config.train.beta,))  # the betas it trains at
+                        betas=config.training_betas())
 
     proposer = stack.enter_context(make_proposer(config, validator))
     if any(p.backend == "llamacpp" for p in llm_configs(config.proposer)):  # fail fast: one token now

@@ -47,7 +47,7 @@ def run(args) -> int:
 
     try:
         report = validate(code, config.sandbox, sweep=True, formula=True,
-                          betas=tuple(config.eval.betas) or (config.train.beta,))
+                          betas=config.training_betas())
     except SandboxStartError as exc:
         raise DiscoveryError(str(exc)) from None
     if args.json:

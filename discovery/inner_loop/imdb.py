@@ -120,7 +120,7 @@ class ImdbTask(HFDPOTask):
         return sum(rewards) / len(rewards), sum(kls) / len(kls)
 
     def _betas(self, fidelity: Fidelity) -> list[float]:
-        return [fidelity.beta] if fidelity.beta is not None else (self.config.eval.betas or [self.config.train.beta])
+        return [fidelity.beta] if fidelity.beta is not None else list(self.config.training_betas())
 
     def train_checkpoint(self, code: str, seed: int, fidelity: Fidelity, out_dir: str) -> TrainedCheckpoint:
         """One trained policy per beta of the sweep, in out_dir/checkpoint/beta<b> (isolated worker)."""

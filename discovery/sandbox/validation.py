@@ -135,7 +135,8 @@ def validate(code: str, config: SandboxConfig | None = None, runner: IsolatedRun
     `sweep`: the one-shot sweep (`discovery validate FILE`, `discovery export`): every size of
     SWEEP_BATCH_SIZES and the common betas too. `formula`: for a valid loss, its sympy form as well
     (`sympy`, `latex`): a second sandbox job after the verdict, asked for by the consumers that show or store
-    it (the loop's archive, `discovery validate`); the verdict never waits for it.
+    it (the loop's archive, `discovery validate`); the verdict is computed without it, and
+    `validate` without `formula` returns as soon as the verdict is in.
     `cache`: the same code with the same settings gets the report of its last complete check (an LLM often
     proposes the same code again); a job that timed out or crashed is never cached."""
     config = config or SandboxConfig()
