@@ -4,8 +4,10 @@ For S loop seeds (proposer.seed) and each arm, one `discovery run` of K proposal
 its own run dir under OUT/runs/ (re-running the script skips finished arm-seeds and resumes unfinished ones
 with `discovery run --resume`). Then every arm-seed's winner (best lower 95% bound at full fidelity) is
 re-evaluated on fresh seeds next to DPO and every library loss, in one harness with the same seeds
-(the executor's isolated workers; results cached in OUT/reeval.json, so this step resumes too).
-Writes OUT/experiment.json (everything), OUT/experiment.png and OUT/experiment.md, and prints the goals.
+(the executor's isolated workers; results cached in OUT/reeval.json, so this step resumes too). A winner
+more than --min-z (3) paired SE above DPO there is also re-run, beside DPO, on the held-out task instances
+(--heldout-instances, default 1 2 3: task.options.seed) with the same fresh seeds; a confirmed win beats DPO
+on 2 of them too (discovery_experiment_report.Bar). Writes OUT/experiment.json (everything), OUT/experiment.png and OUT/experiment.md, and prints the goals.
 
     python bench/discovery_experiment.py --gguf PATH [--seeds 3] [--proposals 30] [--out bench/results/exp]
     python bench/discovery_experiment.py --arms symbolic --seeds 1 --proposals 4      # no LLM needed
@@ -30,92 +32,31 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+
+from discovery_experiment_report import (  # noqa: E402  (the pure half, beside this script)
+    Bar,
+    baselines_in_run,
+    best_so_far,
+    compare,
+    goals,
+    markdown,
+    plot,
+    strict,
+    summarize,
+)
 
 from discovery import library  # noqa: E402
 from discovery.archive import Archive, db_path  # noqa: E402
 from discovery.candidate import Status  # noqa: E402
-from discovery.stats import PAIRED_T, mean_ci, paired, stderr  # noqa: E402
+from discovery.executors.plan import instance_config  # noqa: E402
 
 ACTIVE = (Status.QUEUED, Status.TRAINING, Status.PROPOSED)
 # end reasons that leave proposals to make (anything else, e.g. replay out of files, ends a run for good)
 RESUMABLE = ("proposal budget", "wall time", "proposer:", "token cap", "cost cap")
 SESSIONS = "experiment_sessions.json"
-
-
-# ---------------------------------------------------------------- statistics (pure)
-
-
-def best_so_far(values: list[float | None], k: int) -> list[float | None]:
-    """Best full-fidelity mean among proposals 1..i, for i = 1..k (None until one is scored)."""
-    out, best = [], None
-    for i in range(k):
-        v = values[i] if i < len(values) else None
-        if v is not None and math.isfinite(v) and (best is None or v > best):
-            best = v
-        out.append(best)
-    return out
-
-
-def compare(values: dict[int, float], base: dict[int, float], test: str = PAIRED_T) -> dict:
-    """`values` vs `base`, both {seed: fitness}, paired by seed: every loss starts from the same model and sees
-    the same data order and scoring samples per seed, so the seed-to-seed noise they share cancels in the
-    per-seed differences. diff = mean difference on the common seeds, se = its standard error, z = diff / se
-    (the paired t statistic); `beats` = the 95% Student-t interval of diff (n-1 degrees of freedom, not a
-    normal z: at n = 3 the t quantile is 4.30, not 1.96) lies above 0; p = two-sided p-value of `test`
-    (`discovery.stats.paired`). The unpaired SE (all values of each side, as if independent) is kept beside it."""
-    c = paired(values, base, test)
-    out = {"diff": c.diff, "se": c.se, "z": c.t, "n": c.n, "beats": c.beats, "p": c.p_value, "test": c.test,
-           "ci_low": c.ci_low, "ci_high": c.ci_high, "unpaired_se": math.nan, "unpaired_z": math.nan}
-    if values and base:
-        out["unpaired_se"] = math.sqrt(stderr(list(values.values())) ** 2 + stderr(list(base.values())) ** 2)
-        gap = statistics.fmean(values.values()) - statistics.fmean(base.values())
-        out["unpaired_z"] = _ratio(gap, out["unpaired_se"])
-    return out
-
-
-def _ratio(diff: float, se: float) -> float:
-    if se > 0:
-        return diff / se
-    return math.copysign(math.inf, diff) if diff else 0.0
-
-
-def summarize(values: list[float]) -> dict:
-    mean, low, high = mean_ci(values) if values else (math.nan, math.nan, math.nan)
-    return {"n": len(values), "mean": mean, "ci_half": (high - low) / 2 if values else math.nan,
-            "se": stderr(values) if values else math.nan, "values": values}
-
-
-def goals(arms: dict, llm: str, control: str, seeds: int) -> list[dict]:
-    """The issue's two goals, each met / not met with the evidence."""
-    out = []
-    if llm not in arms:
-        return [{"goal": "LLM arm beats DPO", "met": None, "why": f"arm '{llm}' was not run"}]
-    wins = sum(1 for s in arms[llm]["seeds"] if s.get("fresh_vs_dpo", {}).get("beats"))
-    need = math.ceil(2 * seeds / 3)
-    out.append({"goal": f"{llm} winner beats DPO (paired t, 95%) on fresh seeds in >= {need} of {seeds} loop seeds",
-                "met": wins >= need, "why": f"{wins} of {seeds} loop seeds"})
-    if control in arms:
-        mine, theirs = arms[llm]["median_proposals_to_beat_dpo"], arms[control]["median_proposals_to_beat_dpo"]
-        out.append({"goal": f"{llm} beats DPO (in-run, paired t, 95%) in fewer proposals than {control}",
-                    "met": mine < theirs, "why": f"median proposals: {llm} {_count(mine)}, {control} {_count(theirs)}"})
-    return out
-
-
-def strict(obj):
-    """JSON-safe: non-finite floats become null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: strict(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [strict(v) for v in obj]
-    return obj
-
-
-def _count(x: float) -> str:
-    return "never" if math.isinf(x) else f"{x:g}"
 
 
 # ---------------------------------------------------------------- runs (one `discovery run` per arm-seed)
@@ -277,105 +218,18 @@ def reevaluate(entries: dict[str, str], config_dict: dict, seeds: list[int], cac
     return out
 
 
-# ---------------------------------------------------------------- outputs
-
-
-def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
-    k = result["settings"]["proposals"]
-    xs = list(range(1, k + 1))
-    for name, arm in result["arms"].items():
-        curves = [s["best_so_far"] for s in arm["seeds"]]
-        mean = [_nanmean([c[i] for c in curves]) for i in range(k)]
-        low = [_nanmin([c[i] for c in curves]) for i in range(k)]
-        high = [_nanmax([c[i] for c in curves]) for i in range(k)]
-        (line,) = left.plot(xs, mean, marker=".", label=f"{name} ({len(curves)} loop seeds; mean of those scored)")
-        left.fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
-    fresh = result["reevaluation"]
-    left.axhline(result["dpo_in_run"], color="k", ls="--", label="DPO (in-run seeds)")
-    others = {k: v for k, v in result["baselines_in_run"].items() if k != "dpo"}
-    if others:  # the curves are in-run numbers: compare them with the baselines run beside them
-        best_lib = max(others, key=others.get)
-        left.axhline(others[best_lib], color="gray", ls=":", label=f"best other baseline: {best_lib} (in-run seeds)")
-    left.set(xlabel="proposals", ylabel="best-so-far fitness (full fidelity)", title="best so far; band = min..max")
-    left.legend(fontsize=8)
-    rows = sorted(fresh.items(), key=lambda kv: kv[1]["mean"] if kv[1]["n"] else -math.inf)[-14:]
-    ys = range(len(rows))
-    right.errorbar([r[1]["mean"] for r in rows], ys, xerr=[r[1]["ci_half"] for r in rows], fmt="o", ms=4)
-    right.set_yticks(list(ys), [r[0] for r in rows], fontsize=7)
-    right.axvline(fresh["dpo"]["mean"], color="k", ls="--")
-    seeds = result["fresh_seeds"]
-    right.set(xlabel=f"fitness on fresh seeds {seeds[0]}..{seeds[-1]} (mean ± 95% CI)", title="same harness, top 14")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def baselines_in_run(arms: dict) -> dict[str, float]:
-    """Each baseline's in-run full-fidelity mean, averaged over every arm-seed that ran it."""
-    values: dict[str, list[float]] = {}
-    for arm in arms.values():
-        for seed in arm["seeds"]:
-            for name, mean in seed["baselines_in_run"].items():
-                values.setdefault(name, []).append(mean)
-    return {name: statistics.fmean(v) for name, v in values.items()}
-
-
-def _finite(xs):
-    return [x for x in xs if x is not None and math.isfinite(x)]
-
-
-def _nanmean(xs):
-    return statistics.fmean(_finite(xs)) if _finite(xs) else math.nan
-
-
-def _nanmin(xs):
-    return min(_finite(xs)) if _finite(xs) else math.nan
-
-
-def _nanmax(xs):
-    return max(_finite(xs)) if _finite(xs) else math.nan
-
-
-def markdown(result: dict) -> str:
-    fresh, lines = result["reevaluation"], []
-    lines.append("| arm | loop seed | proposals | valid | duplicate | failed (training) | wall (s) | LLM tokens "
-                 "| in-run: beats DPO at proposal | winner | winner on fresh seeds (95% CI) | vs DPO, paired by seed |")
-    lines.append("|" + "---|" * 12)
-    for name, arm in result["arms"].items():
-        for s in arm["seeds"]:
-            w, sh = s["winner"], s["shares"]
-            fr = fresh.get(s["label"]) if w else None
-            lines.append(
-                f"| {name} | {s['seed']} | {s['proposals']} | {sh['valid']:.0%} | {sh['duplicate']:.0%} | "
-                f"{sh['failed']:.0%} | {s['wall_s']:.0f} | {s['llm_tokens']} | {_count(s['proposals_to_beat_dpo'])} | "
-                f"{w['name'] if w else '-'} | {_fit(fr)} | "
-                f"{_z(s.get('fresh_vs_dpo'))} |")
-    lines += ["", f"Fresh seeds {result['fresh_seeds']}, same harness for all (top 8 and DPO):", "",
-              "| loss | fitness (95% CI) | vs DPO, paired by seed |", "|---|---|---|"]
-    ranked = sorted(fresh.items(), key=lambda kv: -kv[1]["mean"] if kv[1]["n"] else math.inf)
-    shown = [kv for kv in ranked[:8]] + [kv for kv in ranked[8:] if kv[0] == "dpo"]
-    for label, s in shown:
-        z = _z(compare(s["by_seed"], fresh["dpo"]["by_seed"])) if s["n"] > 1 and label != "dpo" else "-"
-        lines.append(f"| {label} | {_fit(s)} | {z} |")
-    lines += ["", "Goals:", ""] + [f"- {'MET' if g['met'] else 'NOT MET' if g['met'] is False else 'n/a'}: "
-                                    f"{g['goal']} ({g['why']})" for g in result["goals"]]
-    return "\n".join(lines) + "\n"
-
-
-def _fit(s: dict | None) -> str:
-    return "-" if not s or not s["n"] else f"{s['mean']:.4f} ± {s['ci_half']:.4f} (n={s['n']})"
-
-
-def _z(c: dict | None) -> str:
-    if not c:
-        return "-"
-    return f"{c['diff']:+.4f} (z {c['z']:+.1f}{', beats' if c['beats'] else ''}; unpaired z {c['unpaired_z']:+.1f})"
+def check_heldout(arms: dict, entries: dict[str, str], config: dict, seeds: list[int], opts, bar: Bar) -> None:
+    """Each winner that beats DPO by more than `bar.min_z` paired SE on the fresh seeds, and DPO, on every
+    held-out instance (task.options.seed) with the same fresh seeds: seed["heldout"] = {instance: comparison}."""
+    strong = [s for a in arms.values() for s in a["seeds"]
+              if (s.get("fresh_vs_dpo") or {}).get("z", -math.inf) > bar.min_z]
+    for instance in opts.heldout_instances if strong else []:
+        print(f"  held-out instance {instance}: {len(strong)} winners and DPO", file=sys.stderr)
+        labels = ["dpo", *(s["label"] for s in strong)]
+        held = reevaluate({label: entries[label] for label in labels}, instance_config(config, instance), seeds,
+                          Path(opts.out) / "reeval.json", opts.workers)
+        for s in strong:
+            s.setdefault("heldout", {})[instance] = compare(held[s["label"]]["by_seed"], held["dpo"]["by_seed"])
 
 
 # ---------------------------------------------------------------- main
@@ -387,7 +241,12 @@ def parse(argv: list[str] | None):
     p.add_argument("--arms", nargs="+", default=["llm", "symbolic"], help="llm, hybrid, islands, symbolic, replay")
     p.add_argument("--seeds", type=int, default=3, help="independent loop seeds (proposer.seed 0..S-1)")
     p.add_argument("--proposals", type=int, default=30, help="proposals per run")
-    p.add_argument("--fresh-seeds", type=int, default=5, help="fresh seeds for the re-evaluation")
+    p.add_argument("--fresh-seeds", type=int, default=10, help="fresh seeds for the re-evaluation")
+    p.add_argument("--min-z", type=float, default=3.0, help="a confirmed win beats DPO by more than this many "
+                   "paired SE on the fresh seeds")
+    p.add_argument("--heldout-instances", type=int, nargs="*", default=[1, 2, 3],
+                   help="held-out task instances (task.options.seed) a winner over the bar is re-run on; a "
+                        "confirmed win beats DPO on 2 of them")
     p.add_argument("--fresh-seed-base", type=int, default=1000, help="first fresh seed (the runs use 0..)")
     p.add_argument("--library", nargs="*", help="library losses to re-evaluate (default: all)")
     p.add_argument("--out", default="bench/results/experiment", help="output dir (run dirs under OUT/runs)")
@@ -424,26 +283,28 @@ def main(argv: list[str] | None = None) -> dict:
             seeds.append(run | {"seed": seed, "label": f"{name}/seed{seed}: {(run['winner'] or {}).get('name')}"})
         arms[name] = {"seeds": seeds, "median_proposals_to_beat_dpo":
                       statistics.median([s["proposals_to_beat_dpo"] for s in seeds])}
-    first = next(s for a in arms.values() for s in a["seeds"])
+    config = next(s for a in arms.values() for s in a["seeds"])["config"]
     library_names = opts.library if opts.library else library.names()
     entries = {name: library.get(name).code for name in dict.fromkeys(["dpo", *library_names])}
     entries |= {s["label"]: s["winner"]["code"] for a in arms.values() for s in a["seeds"] if s["winner"]}
     fresh_seeds = [opts.fresh_seed_base + i for i in range(opts.fresh_seeds)]
     print(f"[{time.time() - started:6.0f}s] re-evaluating {len(entries)} losses on seeds {fresh_seeds}",
           file=sys.stderr)
-    fresh = reevaluate(entries, first["config"], fresh_seeds, out / "reeval.json", opts.workers)
+    fresh = reevaluate(entries, config, fresh_seeds, out / "reeval.json", opts.workers)
+    bar = Bar(opts.min_z, opts.fresh_seeds, min(2, len(opts.heldout_instances)))
     for a in arms.values():
         for s in a["seeds"]:
+            s.pop("config")
             if s["winner"] and fresh[s["label"]]["n"] > 1:
                 s["fresh_vs_dpo"] = compare(fresh[s["label"]]["by_seed"], fresh["dpo"]["by_seed"])
-            s.pop("config")
+    check_heldout(arms, entries, config, fresh_seeds, opts, bar)
     lib_ranked = sorted((n for n in library_names if fresh[n]["n"]), key=lambda n: -fresh[n]["mean"])
     dpo_runs = [s["dpo_in_run"]["mean"] for a in arms.values() for s in a["seeds"] if s["dpo_in_run"]]
     result = {"settings": vars(opts), "arms": arms, "fresh_seeds": fresh_seeds, "reevaluation": fresh,
               "best_library": lib_ranked[0] if lib_ranked else "dpo",
               "dpo_in_run": statistics.fmean(dpo_runs) if dpo_runs else math.nan,
               "baselines_in_run": baselines_in_run(arms),
-              "goals": goals(arms, opts.llm_arm, opts.control_arm, opts.seeds),
+              "goals": goals(arms, opts.llm_arm, opts.control_arm, opts.seeds, bar),
               "script_wall_s": time.time() - started, "host": os.uname().nodename, "cpus": os.cpu_count()}
     log = out / "invocations.json"  # every invocation's wall time: the total of a resumed experiment
     result["invocations"] = (json.loads(log.read_text()) if log.is_file() else []) + [

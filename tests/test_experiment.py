@@ -54,16 +54,29 @@ def test_compare_pairs_by_seed_so_shared_seed_noise_cancels(experiment):
 
 def test_goals_count_loop_seeds_and_compare_proposals_to_beat_dpo(experiment):
     def arm(wins, median):
-        return {"seeds": [{"fresh_vs_dpo": {"beats": w}} for w in wins], "median_proposals_to_beat_dpo": median}
+        return {"seeds": [{"fresh_vs_dpo": {"beats": w, "z": 4.0, "n": 10}, "heldout": {1: {"beats": w}, 2: {"beats": w}}}
+                          for w in wins], "median_proposals_to_beat_dpo": median}
 
     met = experiment.goals({"llm": arm([True, True, False], 4), "symbolic": arm([False] * 3, math.inf)},
                            "llm", "symbolic", 3)
-    assert [g["met"] for g in met] == [True, True]
+    assert [g["met"] for g in met] == [True, True] and "> 3 paired SE on >= 10 fresh seeds" in met[0]["goal"]
     missed = experiment.goals({"llm": arm([True, False, False], 12), "symbolic": arm([True] * 3, 5)},
                               "llm", "symbolic", 3)
     assert [g["met"] for g in missed] == [False, False] and "1 of 3" in missed[0]["why"]
     assert experiment.goals({"symbolic": arm([], 1)}, "llm", "symbolic", 3)[0]["met"] is None
     assert experiment.strict({"a": [math.inf, 1.0]}) == {"a": [None, 1.0]}
+
+
+def test_a_confirmed_win_needs_the_bar_on_fresh_seeds_and_two_heldout_instances(experiment):
+    confirmed = importlib.import_module("discovery_experiment_report").confirmed  # beside the script, on its path
+    bar = experiment.Bar(min_z=3.0, min_n=10, heldout=2)
+    win = {"fresh_vs_dpo": {"beats": True, "z": 3.5, "n": 10}, "heldout": {1: {"beats": True}, 2: {"beats": True}}}
+    assert confirmed(win, bar)
+    assert not confirmed(win | {"fresh_vs_dpo": {"beats": True, "z": 2.9, "n": 10}}, bar)  # under 3 SE
+    assert not confirmed(win | {"fresh_vs_dpo": {"beats": True, "z": 5.0, "n": 9}}, bar)  # too few seeds
+    assert not confirmed(win | {"heldout": {1: {"beats": True}, 2: {"beats": False}}}, bar)
+    assert not confirmed({"fresh_vs_dpo": {"beats": True, "z": 9.0, "n": 10}}, bar)  # never held out
+    assert confirmed({"fresh_vs_dpo": {"beats": True, "z": 9.0, "n": 10}}, experiment.Bar(heldout=0))
 
 
 def test_tiny_experiment_end_to_end_then_a_rerun_skips_finished_runs(experiment, tmp_path):
@@ -75,6 +88,7 @@ def test_tiny_experiment_end_to_end_then_a_rerun_skips_finished_runs(experiment,
     out = tmp_path / "exp"
     argv = ["--arms", "symbolic", "replay", "--replay-dir", str(replay), "--llm-arm", "replay", "--seeds", "1",
             "--proposals", "2", "--fresh-seeds", "2", "--library", "slic", "--workers", "1", "--parallel", "2",
+            "--min-z", "0", "--heldout-instances",
             "--out", str(out),
             *[x for s in [*TINY, f"task.cache_dir={tmp_path / 'cache'}"] for x in ("--set", s)]]
     result = experiment.main(argv)
