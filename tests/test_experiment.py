@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from discovery import library
 from discovery.archive import Archive
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "discovery_experiment.py"
@@ -130,3 +131,17 @@ def test_tiny_experiment_end_to_end_then_a_rerun_skips_finished_runs(experiment,
     again = experiment.main(argv)
     assert json.loads((Path(replay_seed["run_dir"]) / experiment.SESSIONS).read_text()) == sessions
     assert again["reevaluation"] == fresh and again["goals"] == result["goals"]
+
+    # a winner over the bar (z > min_z on the fresh seeds) is re-run beside DPO on a held-out instance; one
+    # under it is not; the instance's jobs are cached under its own task key (task.options.seed = 1)
+    with Archive.open(symbolic_seed["run_dir"], readonly=True) as archive:
+        config = archive.run_info().config
+    strong = {"label": "strong", "fresh_vs_dpo": {"z": 5.0}}
+    weak = {"label": "weak", "fresh_vs_dpo": {"z": 1.0}}
+    cached = len(json.loads((out / "reeval.json").read_text()))
+    opts = experiment.parse([*argv, "--heldout-instances", "1"])  # the later flag wins
+    entries = {"dpo": library.get("dpo").code, "strong": library.get("slic").code, "weak": library.get("ipo").code}
+    experiment.check_heldout({"a": {"seeds": [strong, weak]}}, entries, config, [1000, 1001], opts,
+                             experiment.Bar(min_z=3.0, min_n=2, heldout=1))
+    assert set(strong["heldout"]) == {1} and strong["heldout"][1]["n"] == 2 and "heldout" not in weak
+    assert len(json.loads((out / "reeval.json").read_text())) == cached + 4  # dpo and slic, 2 seeds, instance 1
