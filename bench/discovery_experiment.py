@@ -51,6 +51,7 @@ from discovery_experiment_report import (  # noqa: E402  (the pure half, beside 
 from discovery import library  # noqa: E402
 from discovery.archive import Archive, db_path  # noqa: E402
 from discovery.candidate import Status  # noqa: E402
+from discovery.executors.layout import cpu_count  # noqa: E402
 from discovery.executors.plan import instance_config  # noqa: E402
 
 ACTIVE = (Status.QUEUED, Status.TRAINING, Status.PROPOSED)
@@ -84,6 +85,16 @@ def arm_args(name: str, opts) -> list[str]:
     raise SystemExit(f"discovery_experiment: unknown arm '{name}' (llm, {', '.join(SEARCH_ARMS)}, symbolic, replay)")
 
 
+def threads_per_worker(opts) -> int | None:
+    """Torch threads per evaluation worker when several arm-seeds share the cores: the cores split between
+    all their workers. The layout of one run alone would give each worker cores / workers threads, and
+    OpenMP threads that outnumber the cores spin in each other's way (measured on 2 cores, two runs of
+    one worker each plus a llama.cpp thread: 60-90 s per training job against 4-7 s single-threaded)."""
+    if opts.parallel <= 1 or not opts.workers:
+        return None  # one run at a time: its own layout is right
+    return max(1, cpu_count() // (opts.parallel * opts.workers))
+
+
 def run_state(run_dir: Path, proposals: int) -> str:
     """'new', 'unfinished' or 'finished'."""
     if not db_path(run_dir).is_file():
@@ -106,6 +117,8 @@ def run_arm_seed(run_dir: Path, arm: list[str], seed: int, opts) -> dict:
     common = ["--proposals", str(opts.proposals), "--quiet"]
     if opts.workers:
         common += ["--workers", str(opts.workers)]
+    if threads_per_worker(opts):
+        common += ["--set", f"executor.threads_per_worker={threads_per_worker(opts)}"]
     if state == "new":
         cmd = ["run", "--run-dir", str(run_dir), *arm, "--set", f"proposer.seed={seed}",
                "--set", "budget.wall_time=null", *[x for s in opts.set for x in ("--set", s)], *common]
