@@ -80,6 +80,14 @@ def test_a_confirmed_win_needs_the_bar_on_fresh_seeds_and_two_heldout_instances(
     assert confirmed({"fresh_vs_dpo": {"beats": True, "z": 9.0, "n": 10}}, experiment.Bar(heldout=0))
 
 
+def test_parallel_runs_split_the_cores_between_their_workers(experiment, monkeypatch):
+    monkeypatch.setattr(experiment, "cpu_count", lambda: 8)
+    opts = experiment.parse(["--parallel", "2", "--workers", "2"])
+    assert experiment.threads_per_worker(opts) == 2  # 8 cores / (2 runs x 2 workers), not each run's 8 / 2
+    assert experiment.threads_per_worker(experiment.parse(["--parallel", "3", "--workers", "4"])) == 1
+    assert experiment.threads_per_worker(experiment.parse(["--workers", "2"])) is None  # one run: its own layout
+
+
 def test_tiny_experiment_end_to_end_then_a_rerun_skips_finished_runs(experiment, tmp_path):
     replay = tmp_path / "replay"
     replay.mkdir()

@@ -229,3 +229,14 @@ def test_exported_module_in_a_pip_installed_venv(exported, tmp_path):
     (tmp_path / "train.py").write_text(TRAIN_ONE_STEP)
     trained = _run(python, ["train.py", str(tmp_path / "out")], tmp_path)
     assert trained.returncode == 0, trained.stderr[-4000:]
+
+
+def test_exported_import_block_is_grouped_and_sorted_like_isort():
+    from discovery.export.module import split_imports
+
+    code = ("import torch.nn.functional as F\nimport math\nimport torch\n\n\n"
+            "def f(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
+            "    return -F.logsigmoid(beta * (policy_chosen_logps - policy_rejected_logps)) * math.pi\n")
+    block, body = split_imports(code)
+    assert block == "import math\n\nimport torch\nimport torch.nn.functional as F"
+    assert body.startswith("def f(") and "import" not in body

@@ -74,12 +74,31 @@ def _compact(data: Any) -> str:
     return json.dumps(data, sort_keys=True, default=str)
 
 
+def split_imports(code: str) -> tuple[str, str]:
+    """(the module's import block, the rest of `code`): the candidate's leading imports merged with the module's
+    own `import torch`, grouped and sorted as isort does (standard library, a blank line, torch), so an
+    exported module passes a linter as written."""
+    tree = ast.parse(code)
+    lines, imports, end = code.splitlines(), {"import torch"}, 0
+    for node in tree.body:
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            break
+        imports.add(" ".join(ast.get_source_segment(code, node).split()))
+        end = node.end_lineno
+    order = sorted(imports, key=lambda line: (line.startswith("from "), line.lower()))
+    stdlib = [line for line in order if not line.split()[1].startswith("torch")]
+    third_party = [line for line in order if line.split()[1].startswith("torch")]
+    block = "\n\n".join("\n".join(group) for group in (stdlib, third_party) if group)
+    return block, "\n".join(lines[end:]).strip("\n")
+
+
 def render_module(meta: dict[str, Any], code: str, cases: list[dict[str, Any]], module_name: str) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=False,
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     config = meta["config"]
+    imports, body = split_imports(code)
     return env.get_template("loss_module.py.j2").render(
-        meta=meta, code=code.rstrip(), function=meta["function"], trainer_class=class_name(meta["function"]),
+        meta=meta, imports=imports, code=body, function=meta["function"], trainer_class=class_name(meta["function"]),
         module_name=module_name, thought=_docstring_safe(meta["thought"]),
         plain=_docstring_safe(meta["formula"]["plain"], "").strip(),
         latex=_docstring_safe(meta["formula"]["latex"], "").strip(),

@@ -17,7 +17,7 @@ Training config: {"beta": 0.1, "bf16": false, "gradient_accumulation_steps": 1, 
 Evaluation config: {"baselines": ["dpo", "slic", "ipo", "lrml"], "betas": [0.0125, 0.05, 0.2], "duplicate_distance": 0.001, "fitness": "best_beta", "heldout_instances": [], "judge": {"api_key_env": "OPENAI_API_KEY", "base_url": null, "cache_dir": null, "concurrency": 4, "max_retries": 3, "max_tokens": 2048, "model": "gpt-4", "prices": {}, "timeout": 120.0}, "mtbench_backend": "auto", "mtbench_max_new_tokens": 1024, "mtbench_questions": null, "mtbench_source": null, "paired_test": "t", "promote_fraction": 0.34, "racing": "paired_t", "racing_first_seeds": 3, "reeval_seeds": 5, "screen": true, "screen_seeds": 1, "screen_steps_fraction": 0.5, "seeds": 9, "vllm_gpu_memory_utilization": 0.9}
 Versions when trained: {"accelerate": "1.16.0", "datasets": "5.2.0", "discovery": "0.1.0", "python": "3.11.7", "torch": "2.13.0+cpu", "transformers": "5.25.0", "trl": "1.16.0"}
 Versions when exported: {"accelerate": "1.16.0", "datasets": "5.2.0", "discovery": "0.1.0", "python": "3.11.7", "torch": "2.13.0+cpu", "transformers": "5.25.0", "trl": "1.16.0"}
-Exported 2026-12-04T18:59:30+00:00 by discovery 0.1.0; the full record is METADATA below.
+Exported 2026-12-04T19:01:28+00:00 by discovery 0.1.0; the full record is METADATA below.
 
 Use with TRL (written for trl 1.16.0):
 
@@ -37,7 +37,6 @@ against the values computed (in the discovery sandbox) when it was exported.
 """
 
 import torch
-
 import torch.nn.functional as F
 
 
@@ -157,7 +156,7 @@ METADATA = {'candidate': {'code_hash': '0da28510eb80c160',
                  'sympy_note': 'ok',
                  'sympy_seconds': 0.03768053599924315,
                  'uses_reference': True},
- 'exported_at': '2026-12-04T18:59:30+00:00',
+ 'exported_at': '2026-12-04T19:01:28+00:00',
  'exported_by': 'discovery 0.1.0',
  'fitness': {'betas': [0.0125, 0.05, 0.2],
              'ci_high': 0.08932664553738431,
