@@ -117,8 +117,9 @@ def run_arm_seed(run_dir: Path, arm: list[str], seed: int, opts) -> dict:
     common = ["--proposals", str(opts.proposals), "--quiet"]
     if opts.workers:
         common += ["--workers", str(opts.workers)]
-    if threads_per_worker(opts):
-        common += ["--set", f"executor.threads_per_worker={threads_per_worker(opts)}"]
+    worker_threads = threads_per_worker(opts)
+    if worker_threads:
+        common += ["--set", f"executor.threads_per_worker={worker_threads}"]
     if state == "new":
         cmd = ["run", "--run-dir", str(run_dir), *arm, "--set", f"proposer.seed={seed}",
                "--set", "budget.wall_time=null", *[x for s in opts.set for x in ("--set", s)], *common]
